@@ -1,0 +1,1 @@
+"""autoharness orchestrator: the loop, the gate, the records."""

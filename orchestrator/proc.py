@@ -1,0 +1,170 @@
+"""The one way autoharness runs a subprocess.
+
+argv lists only, a new process group that is killed whole on timeout (SIGTERM, then SIGKILL after a
+grace), input on stdin, output capped keeping the tail, the raw stdout optionally tee'd to a file with
+secrets redacted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+KILL_GRACE_S = 3.0
+
+
+@dataclass
+class ProcResult:
+    returncode: int | None   # None when killed for the timeout
+    stdout: str              # tail, at most `cap` characters
+    stderr: str
+    duration_s: float
+    timed_out: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """Values of variables whose names say they are secrets (long enough to be worth hiding)."""
+    env = os.environ if env is None else env
+    return sorted({v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 6}, key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        text = text.replace(value, "[REDACTED]")
+    return text
+
+
+class _Tail:
+    """Keeps the last `cap` characters of a stream."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.parts: deque[str] = deque()
+        self.size = 0
+
+    def add(self, chunk: str) -> None:
+        self.parts.append(chunk)
+        self.size += len(chunk)
+        while self.size - len(self.parts[0]) >= self.cap and len(self.parts) > 1:
+            self.size -= len(self.parts.popleft())
+
+    def text(self) -> str:
+        return "".join(self.parts)[-self.cap :]
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_process(
+    argv: list[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+    timeout_s: float | None = None,
+    cap_chars: int = 200_000,
+    tee: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> ProcResult:
+    """Run argv to completion or timeout. `env` replaces the environment when given.
+
+    `on_line` sees each stdout line as it arrives (for streaming JSON); `tee` receives the
+    redacted stdout lines as they arrive, so a killed run still leaves its transcript.
+    """
+    secrets = secret_values(env if env is not None else os.environ)
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        start_new_session=True,
+    )
+    out, err = _Tail(cap_chars), _Tail(cap_chars)
+    tee_file = tee.open("a", encoding="utf-8") if tee else None
+
+    def read_out() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.add(line)
+            if tee_file:
+                tee_file.write(redact(line, secrets))
+                tee_file.flush()
+            if on_line:
+                try:
+                    on_line(line)
+                except Exception:  # a parser bug must not stall the pipe; the caller sees the output
+                    pass
+
+    def read_err() -> None:
+        assert proc.stderr is not None
+        for chunk in iter(lambda: proc.stderr.read(8192), ""):
+            err.add(chunk)
+
+    def feed() -> None:
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(stdin or "")
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+
+    threads = [threading.Thread(target=read_out, daemon=True), threading.Thread(target=read_err, daemon=True)]
+    if stdin is not None:
+        threads.append(threading.Thread(target=feed, daemon=True))
+    for t in threads:
+        t.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        # Orphans of a finished leader would hold the pipes open: they go with it.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for t in threads:
+            t.join(timeout=5.0)
+        if tee_file:
+            tee_file.close()
+    return ProcResult(
+        returncode=None if timed_out else proc.returncode,
+        stdout=redact(out.text(), secrets),
+        stderr=redact(err.text(), secrets),
+        duration_s=time.monotonic() - start,
+        timed_out=timed_out,
+    )
