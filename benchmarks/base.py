@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
@@ -35,6 +36,12 @@ class BenchmarkRunner(ABC):
     def __init__(self, config: BenchmarkConfig, config_dir: Path):
         self.config = config
         self.config_dir = config_dir
+        # Set by the orchestrator to drive progress bars; runners call `self.report` as tasks finish.
+        self.on_result: Callable[[str, TaskResult], None] | None = None
+
+    def report(self, task_id: str, result: TaskResult) -> None:
+        if self.on_result is not None:
+            self.on_result(task_id, result)
 
     @abstractmethod
     def tasks(self) -> list[str]:

@@ -1,0 +1,64 @@
+"""The `replay` backend: a queue of hand-written patches, one per iteration, applied with `git apply`.
+
+The queue position is the iteration number, which the orchestrator records, so an iteration redone
+after a crash proposes the same patch again. Replay spends nothing: its cost is a known 0.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from agents.base import Check, NothingToPropose, Proposal, ProposalRequest, ProposalStatus
+from orchestrator.config import BackendConfig, parse_options
+from orchestrator.proc import run_process
+
+
+class ReplayOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    patches: Path
+
+
+def patch_summary(text: str) -> str:
+    """The patch's own description: a format-patch Subject/body, or the lines before the first diff."""
+    head = text.split("\ndiff --git", 1)[0] if not text.startswith("diff --git") else ""
+    lines = [ln for ln in head.splitlines() if ln.strip() and not ln.startswith(("From ", "Date: ", "From: ", "---"))]
+    return "\n".join(ln.removeprefix("Subject: ").removeprefix("[PATCH] ") for ln in lines).strip()
+
+
+class ReplayAgent:
+    def __init__(self, config: BackendConfig, config_dir: Path):
+        self.config = config
+        opts: ReplayOptions = parse_options(ReplayOptions, config.options, "backend.options")
+        self.folder = (config_dir / opts.patches).resolve()
+
+    def queue(self) -> list[Path]:
+        return sorted(self.folder.glob("*.patch"))
+
+    def propose(self, request: ProposalRequest) -> Proposal:
+        start = time.monotonic()
+        queue = self.queue()
+        if request.iteration < 1 or request.iteration > len(queue):
+            raise NothingToPropose(f"the replay queue has {len(queue)} patches; none left for iteration {request.iteration}")
+        patch = queue[request.iteration - 1]
+        text = patch.read_text()
+        res = run_process(["git", "apply", "--whitespace=nowarn", str(patch)], cwd=request.worktree,
+                          timeout_s=request.timeout_s)
+        if request.transcript_path:
+            with request.transcript_path.open("a") as fh:
+                fh.write(json.dumps({"type": "replay", "patch": patch.name, "returncode": res.returncode,
+                                     "stderr": res.stderr[-2000:]}) + "\n")
+        summary = patch_summary(text) or f"applied {patch.name}"
+        common = dict(summary=summary, cost_usd=0.0, transcript=request.transcript_path,
+                      duration_s=time.monotonic() - start, backend="replay", model=patch.name)
+        if not res.ok:
+            return Proposal(ProposalStatus.ERROR, error=f"git apply {patch.name} failed: {res.stderr.strip()[-500:]}",
+                            error_class="bad_output", **common)
+        return Proposal(ProposalStatus.OK, **common)
+
+    def check(self) -> list[Check]:
+        n = len(self.queue()) if self.folder.is_dir() else 0
+        return [Check("replay patches", n > 0, f"{n} patches in {self.folder}")]

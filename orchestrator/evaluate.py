@@ -1,0 +1,151 @@
+"""Scoring code on a split: the cache, infra-error policy, early stop and held-out hygiene.
+
+Results are keyed by the content hash of the editable files (plus the benchmark settings), so the
+same code is never benchmarked twice. For val and test only the reward and an error class are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.base import BenchmarkRunner, TaskResult
+from orchestrator.config import BenchmarkConfig
+from orchestrator.errors import BenchmarkFailed
+from orchestrator.guard import is_editable
+from orchestrator.store import Store, StoredResult
+
+CONTEXT_DIR = ".autoharness"  # the prompt's context folder inside a worktree; never part of the code
+
+
+def code_hash(tree: Path, editable: list[str], bench: BenchmarkConfig) -> str:
+    """Hash of the editable files' paths and contents, salted with the benchmark settings."""
+    h = hashlib.sha256()
+    h.update(bench.model_dump_json(exclude={"split", "concurrency"}).encode())
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames[:] = sorted(d for d in dirnames if d not in (".git", CONTEXT_DIR))
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            rel = full.relative_to(tree).as_posix()
+            if not is_editable(rel, editable):
+                continue
+            h.update(rel.encode() + b"\0")
+            if full.is_symlink():
+                h.update(b"link:" + os.readlink(full).encode())
+            else:
+                h.update(full.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()
+
+
+def mean_reward(results: dict[str, StoredResult]) -> float | None:
+    scored = [r.reward for r in results.values() if r.reward is not None]
+    return sum(scored) / len(scored) if scored else None
+
+
+@dataclass
+class Outcome:
+    results: dict[str, StoredResult] = field(default_factory=dict)
+    ran: int = 0            # task runs done now (retries included)
+    cached: int = 0         # tasks answered from the cache
+    skipped: int = 0        # tasks not run because of an early stop
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+    @property
+    def score(self) -> float | None:
+        return mean_reward(self.results)
+
+
+# `bound(results_so_far, remaining_count)` returns True to stop early.
+StopRule = Callable[[dict[str, StoredResult], int], bool]
+
+
+class Evaluator:
+    def __init__(self, runner: BenchmarkRunner, store: Store, traces_root: Path, config: BenchmarkConfig,
+                 on_progress: Callable[[str, int, int], None] | None = None):
+        self.runner = runner
+        self.store = store
+        self.traces_root = traces_root
+        self.config = config
+        self.on_progress = on_progress
+
+    def evaluate(self, agent_dir: Path, chash: str, task_ids: list[str], split: str,
+                 stop: StopRule | None = None, label: str = "") -> Outcome:
+        out = Outcome()
+        t0 = time.monotonic()
+        out.results = self.store.cached_results(chash, task_ids)
+        out.cached = len(out.results)
+        todo = [t for t in task_ids if t not in out.results]
+        traces = self.traces_root / chash[:16] if split == "train" else None
+        if traces is not None:
+            traces.mkdir(parents=True, exist_ok=True)
+        chunk = self.config.concurrency if stop else max(len(todo), 1)
+        done = [len(out.results)]
+
+        def tick(_task: str, _res: TaskResult) -> None:
+            done[0] += 1
+            if self.on_progress:
+                self.on_progress(label or split, min(done[0], len(task_ids)), len(task_ids))
+
+        self.runner.on_result = tick
+        try:
+            while todo:
+                if stop and stop(out.results, len(todo)):
+                    out.skipped, out.stopped_early = len(todo), True
+                    break
+                batch, todo = todo[:chunk], todo[chunk:]
+                fresh, ran = self._run_with_retries(agent_dir, batch, traces)
+                out.ran += ran
+                stored = [self._keep(t, split, fresh[t]) for t in batch]
+                self.store.save_results(chash, stored)
+                out.results.update({s.task_id: s for s in stored})
+                done[0] = len(out.results)
+                if self.on_progress:
+                    self.on_progress(label or split, len(out.results), len(task_ids))
+        finally:
+            self.runner.on_result = None
+        if traces is not None and not any(traces.iterdir()):
+            traces.rmdir()
+        out.seconds = time.monotonic() - t0
+        return out
+
+    def _run_with_retries(self, agent_dir: Path, batch: list[str], traces: Path | None) -> tuple[dict[str, TaskResult], int]:
+        results: dict[str, TaskResult] = {}
+        pending, ran = list(batch), 0
+        for attempt in range(self.config.infra_retries + 1):
+            try:
+                got = self.runner.run(agent_dir, pending, traces_dir=traces)
+            except BenchmarkFailed:
+                raise
+            except Exception as exc:  # the benchmark died as a whole: every pending task is an infra error
+                got = {t: TaskResult(None, error=f"benchmark crashed: {type(exc).__name__}: {exc}", error_class="crash")
+                       for t in pending}
+            ran += len(pending) * self.config.trials
+            for t in pending:
+                results[t] = got.get(t) or TaskResult(None, error="no result from the benchmark", error_class="missing")
+            pending = [t for t in pending if results[t].reward is None]
+            if not pending:
+                break
+        return results, ran
+
+    def _keep(self, task_id: str, split: str, res: TaskResult) -> StoredResult:
+        reward, error_class = res.reward, res.error_class
+        if reward is None:
+            if self.config.infra_error == "fail":
+                reward, error_class = 0.0, res.error_class or "infra"
+            else:
+                error_class = "dropped"
+                self.store.event("dropped", f"{split} task dropped after infra errors", task_id=task_id,
+                                 error_class=res.error_class)
+        elif reward < 0 or reward > 1:
+            reward, error_class = 0.0, "bad_reward"
+        if error_class == "" and reward < 1.0:
+            error_class = "failed"
+        # Held-out hygiene: for val and test nothing but the id, the reward and the error class is kept.
+        error = res.error[-4000:] if split == "train" else ""
+        return StoredResult(task_id, split, reward, error_class, error, res.duration_s, res.cost_usd)

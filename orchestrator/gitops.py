@@ -1,0 +1,150 @@
+"""The target repo: the run's branch, candidate worktrees, commits and the best tag.
+
+Only `branch` and the best tag ever move; `base`, the user's other branches and their working tree are
+never touched. Each candidate lives in a detached worktree that is removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from orchestrator.errors import ConfigError
+
+AUTHOR = {
+    "GIT_AUTHOR_NAME": "autoharness",
+    "GIT_AUTHOR_EMAIL": "autoharness@localhost",
+    "GIT_COMMITTER_NAME": "autoharness",
+    "GIT_COMMITTER_EMAIL": "autoharness@localhost",
+}
+# The target's hooks and signing config must not run inside (or block) our commits.
+SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"]
+
+
+@dataclass
+class Change:
+    status: str        # A, M, D, R, T ...
+    path: str
+
+
+class TargetRepo:
+    def __init__(self, path: Path, base: str, branch: str):
+        self.path = path
+        self.base = base
+        self.branch = branch
+        self.repo = git.Repo(path)
+
+    @property
+    def best_tag(self) -> str:
+        return f"{self.branch}-best"
+
+    def _sha(self, rev: str) -> str | None:
+        try:
+            return self.repo.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}")
+        except git.GitCommandError:
+            return None
+
+    def ensure_branch(self) -> str:
+        """Create `branch` from `base` if missing; return its tip."""
+        tip = self._sha(f"refs/heads/{self.branch}")
+        if tip:
+            return tip
+        base = self._sha(self.base)
+        if base is None:
+            raise ConfigError(f"target.base: {self.base!r} is not a branch or commit of {self.path}")
+        self.repo.git.update_ref(f"refs/heads/{self.branch}", base, "")
+        return base
+
+    def tip(self) -> str:
+        sha = self._sha(f"refs/heads/{self.branch}")
+        if sha is None:
+            raise ConfigError(f"target.branch: {self.branch!r} does not exist in {self.path}")
+        return sha
+
+    def check_branch_free(self, own_root: Path) -> None:
+        """Refuse to move `branch` while someone has it checked out (their working tree would go stale)."""
+        for wt in self.worktrees():
+            if wt.get("branch") == f"refs/heads/{self.branch}" and not Path(wt["worktree"]).is_relative_to(own_root):
+                raise ConfigError(
+                    f"target.branch: {self.branch!r} is checked out at {wt['worktree']}; "
+                    "check out another branch there or choose another target.branch"
+                )
+
+    def worktrees(self) -> list[dict[str, str]]:
+        out: list[dict[str, str]] = []
+        for block in self.repo.git.worktree("list", "--porcelain").split("\n\n"):
+            entry: dict[str, str] = {}
+            for line in block.splitlines():
+                key, _, value = line.partition(" ")
+                entry[key] = value
+            if "worktree" in entry:
+                out.append(entry)
+        return out
+
+    @contextmanager
+    def worktree(self, path: Path, commit: str) -> Iterator[Path]:
+        """A detached worktree at `commit`, removed on exit whatever happened."""
+        self.remove_worktree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.repo.git.worktree("add", "--detach", "--force", str(path), commit)
+        try:
+            yield path
+        finally:
+            self.remove_worktree(path)
+
+    def remove_worktree(self, path: Path) -> None:
+        try:
+            self.repo.git.worktree("remove", "--force", "--force", str(path))
+        except git.GitCommandError:
+            pass
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        self.repo.git.worktree("prune")
+
+    def prune_worktrees(self, root: Path) -> list[str]:
+        """Remove every worktree of ours under `root` (left by a crash)."""
+        removed = []
+        for wt in self.worktrees():
+            p = Path(wt["worktree"])
+            if p.is_relative_to(root):
+                self.remove_worktree(p)
+                removed.append(str(p))
+        self.repo.git.worktree("prune")
+        return removed
+
+    # -- candidate changes -----------------------------------------------------------------------------
+    @staticmethod
+    def stage_all(worktree: Path) -> list[Change]:
+        """Stage every change (untracked included) in the worktree's own index; list what changed."""
+        wt = git.Repo(worktree)
+        wt.git.add("-A", "--force", ".")
+        out = wt.git.diff("--cached", "--name-status", "-z", "--no-renames", "HEAD")
+        parts = [p for p in out.split("\0") if p]
+        return [Change(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+
+    @staticmethod
+    def staged_diff(worktree: Path) -> str:
+        return git.Repo(worktree).git.diff("--cached", "--binary", "--no-color", "HEAD")
+
+    def commit(self, worktree: Path, message: str, expected_tip: str) -> str:
+        """Commit the staged change and move `branch` to it, only if `branch` is still at expected_tip."""
+        wt = git.Repo(worktree)
+        wt.git.execute(["git", *SAFE, "commit", "--no-verify", "-q", "-m", message], env=AUTHOR)
+        sha = wt.head.commit.hexsha
+        self.repo.git.update_ref(f"refs/heads/{self.branch}", sha, expected_tip)
+        return sha
+
+    def tag_best(self, sha: str) -> None:
+        self.repo.git.execute(["git", *SAFE, "tag", "-f", self.best_tag, sha], env=AUTHOR)
+
+    def reset_branch(self, sha: str) -> None:
+        """Put `branch` back on a recorded commit (reconcile after a crash between commit and record)."""
+        self.repo.git.update_ref(f"refs/heads/{self.branch}", sha)
+
+    def log(self, limit: int = 50) -> str:
+        return self.repo.git.log("--oneline", f"-{limit}", f"refs/heads/{self.branch}")

@@ -1,0 +1,269 @@
+"""state.db: runs, iterations, task results (the benchmark cache), events. SQLite in WAL mode.
+
+results.tsv is a view of the decided iterations, rewritten atomically from here after each decision.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from orchestrator.workspace import atomic_write
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    config_hash TEXT NOT NULL,
+    stop_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS iterations (
+    n INTEGER PRIMARY KEY,
+    run_id INTEGER,
+    started_at REAL NOT NULL,
+    decided_at REAL NOT NULL,
+    decision TEXT NOT NULL,
+    stage TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    val_score REAL,
+    best_before REAL,
+    commit_sha TEXT NOT NULL DEFAULT '',
+    code_hash TEXT NOT NULL DEFAULT '',
+    evals_passed INTEGER NOT NULL DEFAULT 0,
+    evals_total INTEGER NOT NULL DEFAULT 0,
+    backend TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
+    proposal_status TEXT NOT NULL DEFAULT '',
+    cost_usd REAL,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_tokens INTEGER NOT NULL DEFAULT 0,
+    duration_s REAL NOT NULL DEFAULT 0,
+    bench_s REAL NOT NULL DEFAULT 0,
+    backend_s REAL NOT NULL DEFAULT 0,
+    tasks_run INTEGER NOT NULL DEFAULT 0,
+    tasks_cached INTEGER NOT NULL DEFAULT 0,
+    tasks_skipped INTEGER NOT NULL DEFAULT 0,
+    summary TEXT NOT NULL DEFAULT '',
+    config_hash TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS results (
+    code_hash TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    split TEXT NOT NULL,
+    reward REAL,
+    error_class TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '',
+    duration_s REAL NOT NULL DEFAULT 0,
+    cost_usd REAL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (code_hash, task_id)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    iteration INTEGER,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+TSV_COLUMNS = [
+    "iteration", "val_score", "commit", "evals_passed", "evals_total", "timestamp",
+    "decision", "reason", "backend", "cost_usd", "duration_s",
+]
+
+
+@dataclass
+class IterationRecord:
+    n: int
+    started_at: float
+    decided_at: float
+    decision: str                 # baseline | accepted | rejected | error
+    stage: str = ""               # guard | suite | val | backend | benchmark | ""
+    reason: str = ""
+    val_score: float | None = None
+    best_before: float | None = None
+    commit_sha: str = ""
+    code_hash: str = ""
+    evals_passed: int = 0
+    evals_total: int = 0
+    backend: str = ""
+    model: str = ""
+    proposal_status: str = ""
+    cost_usd: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_tokens: int = 0
+    duration_s: float = 0.0
+    bench_s: float = 0.0
+    backend_s: float = 0.0
+    tasks_run: int = 0
+    tasks_cached: int = 0
+    tasks_skipped: int = 0
+    summary: str = ""
+    config_hash: str = ""
+    run_id: int | None = None
+
+
+@dataclass
+class StoredResult:
+    task_id: str
+    split: str
+    reward: float | None
+    error_class: str
+    error: str
+    duration_s: float
+    cost_usd: float | None
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = path
+        self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- runs ------------------------------------------------------------------------------------------
+    def start_run(self, config_hash: str) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO runs (started_at, config_hash) VALUES (?, ?)", (time.time(), config_hash))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, reason: str) -> None:
+        self.conn.execute("UPDATE runs SET finished_at=?, stop_reason=? WHERE id=?", (time.time(), reason, run_id))
+
+    # -- iterations ------------------------------------------------------------------------------------
+    def record_iteration(self, rec: IterationRecord, kv: dict[str, str] | None = None) -> None:
+        """The decision and the state it moves (suite, ...) land in one transaction."""
+        names = [f.name for f in fields(IterationRecord)]
+        with self.tx() as c:
+            c.execute(
+                f"INSERT OR REPLACE INTO iterations ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                [getattr(rec, n) for n in names],
+            )
+            for key, value in (kv or {}).items():
+                c.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+
+    def iterations(self) -> list[IterationRecord]:
+        rows = self.conn.execute("SELECT * FROM iterations ORDER BY n").fetchall()
+        return [IterationRecord(**dict(r)) for r in rows]
+
+    def iteration(self, n: int) -> IterationRecord | None:
+        row = self.conn.execute("SELECT * FROM iterations WHERE n=?", (n,)).fetchone()
+        return IterationRecord(**dict(row)) if row else None
+
+    def next_iteration(self) -> int:
+        row = self.conn.execute("SELECT MAX(n) FROM iterations").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def best(self) -> IterationRecord | None:
+        """The last accepted iteration, or the baseline."""
+        row = self.conn.execute(
+            "SELECT * FROM iterations WHERE decision IN ('baseline', 'accepted') ORDER BY n DESC LIMIT 1"
+        ).fetchone()
+        return IterationRecord(**dict(row)) if row else None
+
+    def spend_usd(self) -> float:
+        row = self.conn.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM iterations").fetchone()
+        extra = self.conn.execute(
+            "SELECT COALESCE(SUM(json_extract(data, '$.cost_usd')), 0) FROM events WHERE kind='interrupted'"
+        ).fetchone()
+        return float(row[0]) + float(extra[0])
+
+    # -- task results (the benchmark cache) ------------------------------------------------------------
+    def cached_results(self, code_hash: str, task_ids: list[str]) -> dict[str, StoredResult]:
+        if not task_ids:
+            return {}
+        out: dict[str, StoredResult] = {}
+        for chunk in range(0, len(task_ids), 500):
+            ids = task_ids[chunk : chunk + 500]
+            rows = self.conn.execute(
+                f"SELECT task_id, split, reward, error_class, error, duration_s, cost_usd FROM results "
+                f"WHERE code_hash=? AND task_id IN ({', '.join('?' * len(ids))})",
+                [code_hash, *ids],
+            ).fetchall()
+            out.update({r["task_id"]: StoredResult(**dict(r)) for r in rows})
+        return out
+
+    def save_results(self, code_hash: str, results: list[StoredResult]) -> None:
+        now = time.time()
+        with self.tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO results (code_hash, task_id, split, reward, error_class, error, "
+                "duration_s, cost_usd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(code_hash, r.task_id, r.split, r.reward, r.error_class, r.error, r.duration_s, r.cost_usd, now)
+                 for r in results],
+            )
+
+    # -- events and key/values -------------------------------------------------------------------------
+    def event(self, kind: str, message: str, iteration: int | None = None, **data: Any) -> None:
+        self.conn.execute(
+            "INSERT INTO events (ts, iteration, kind, message, data) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), iteration, kind, message, json.dumps(data, default=str)),
+        )
+
+    def events(self, kind: str | None = None) -> list[sqlite3.Row]:
+        if kind:
+            return self.conn.execute("SELECT * FROM events WHERE kind=? ORDER BY id", (kind,)).fetchall()
+        return self.conn.execute("SELECT * FROM events ORDER BY id").fetchall()
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def put(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+
+    # -- results.tsv -----------------------------------------------------------------------------------
+    def write_tsv(self, path: Path) -> None:
+        lines = ["\t".join(TSV_COLUMNS)]
+        for r in self.iterations():
+            cells = [
+                str(r.n),
+                "" if r.val_score is None else f"{r.val_score:.4f}",
+                r.commit_sha[:12],
+                str(r.evals_passed),
+                str(r.evals_total),
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.decided_at)),
+                r.decision,
+                r.reason,
+                r.backend,
+                _cost_cell(r),
+                f"{r.duration_s:.1f}",
+            ]
+            lines.append("\t".join(c.replace("\t", " ").replace("\n", " ") for c in cells))
+        atomic_write(path, "\n".join(lines) + "\n")
+
+
+def _cost_cell(r: IterationRecord) -> str:
+    if r.cost_usd is not None:
+        return f"{r.cost_usd:.4f}"
+    return "" if r.decision == "baseline" else "unknown"

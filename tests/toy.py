@@ -1,0 +1,129 @@
+"""A toy target, benchmark and patch queue written into a temp folder, for tests of the loop.
+
+The agent knows a set of skills (agent/skills.py); each task needs one skill and passes when the agent
+knows it. The benchmark lives outside the target repo, like a real one.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+EVAL = r'''
+import importlib.util, json, os, sys, time
+from pathlib import Path
+
+here = Path(__file__).parent
+tasks = json.loads((here / "tasks.json").read_text())
+if os.environ.get("AUTOHARNESS_LIST_TASKS"):
+    for t in tasks:
+        print(json.dumps({"task_id": t}))
+    sys.exit(0)
+log = here / "runs.log"
+agent_dir = Path(os.environ["AUTOHARNESS_AGENT_DIR"])
+spec = importlib.util.spec_from_file_location("skills", agent_dir / "agent" / "skills.py")
+skills = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(skills)
+traces = os.environ.get("AUTOHARNESS_TRACES_DIR")
+for task_id in os.environ["AUTOHARNESS_TASK_IDS"].split(","):
+    with log.open("a") as fh:
+        fh.write(task_id + "\n")
+    need = tasks.get(task_id)
+    if need is None:
+        print(json.dumps({"task_id": task_id, "reward": None, "error": "unknown task"}))
+        continue
+    if need == "hang" and need not in skills.KNOWN:
+        time.sleep(3600)
+    if need == "crash" and need not in skills.KNOWN:
+        sys.exit(3)
+    ok = need in skills.KNOWN
+    error = "" if ok else f"agent does not know the skill {need!r} (SECRET-DETAIL-{task_id})"
+    if traces:
+        Path(traces, f"{task_id}.json").write_text(json.dumps({"task": task_id, "need": need, "ok": ok}))
+    print(json.dumps({"task_id": task_id, "reward": 1.0 if ok else 0.0, "error": error}))
+'''
+
+
+@dataclass
+class Toy:
+    root: Path
+    target: Path
+    bench: Path
+    patches: Path
+    config: Path
+    workspace: Path
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        return subprocess.run(["git", *args], cwd=cwd or self.target, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    def runs(self) -> list[str]:
+        log = self.bench / "runs.log"
+        return log.read_text().split() if log.exists() else []
+
+    def add_patch(self, name: str, edits: dict[str, str | None], base: str = "main", message: str = "") -> Path:
+        """Write a patch that makes `edits` (path -> new content, None deletes) on top of `base`."""
+        scratch = self.root / "scratch"
+        if scratch.exists():
+            subprocess.run(["rm", "-rf", str(scratch)], check=True)
+        self.git("worktree", "add", "--detach", str(scratch), base)
+        try:
+            for rel, content in edits.items():
+                path = scratch / rel
+                if content is None:
+                    path.unlink()
+                else:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(content)
+            self.git("add", "-A", cwd=scratch)
+            diff = self.git("diff", "--cached", "--binary", cwd=scratch)
+        finally:
+            self.git("worktree", "remove", "--force", str(scratch))
+        out = self.patches / name
+        out.write_text((message + "\n\n" if message else "") + diff + "\n")
+        return out
+
+
+def skills_file(*known: str) -> str:
+    return f"KNOWN = {sorted(known)!r}\n"
+
+
+def make_toy(root: Path, tasks: dict[str, str], split: dict[str, list[str]], known: tuple[str, ...] = ("alpha",),
+             extra_config: str = "", backend: str = 'kind = "replay"\n[backend.options]\npatches = "patches"') -> Toy:
+    target, bench, patches = root / "target", root / "bench", root / "patches"
+    for d in (target / "agent", bench, patches):
+        d.mkdir(parents=True)
+    (target / "agent" / "__init__.py").write_text("")
+    (target / "agent" / "skills.py").write_text(skills_file(*known))
+    (target / "README.md").write_text("toy agent\n")
+    (bench / "eval.py").write_text(EVAL)
+    (bench / "tasks.json").write_text(json.dumps(tasks))
+    run = lambda *a: subprocess.run(["git", *a], cwd=target, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q", "-b", "main")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "initial")
+    config = root / "autoharness.toml"
+    config.write_text(textwrap.dedent(f"""\
+        workspace = "ws"
+        [target]
+        repo = "target"
+        base = "main"
+        branch = "autoharness"
+        editable = ["agent/**"]
+        [benchmark]
+        kind = "command"
+        concurrency = 2
+        task_timeout_s = 5
+        [benchmark.split]
+        train = {json.dumps(split["train"])}
+        val = {json.dumps(split["val"])}
+        test = {json.dumps(split.get("test", []))}
+        [benchmark.options]
+        cmd = [{json.dumps(sys.executable)}, "bench/eval.py"]
+        [backend]
+        """) + backend + "\n" + extra_config)
+    return Toy(root, target, bench, patches, config, root / "ws")
