@@ -206,6 +206,10 @@ class Orchestrator:
         except AutoharnessError as exc:
             rec.stage, rec.reason = "error", str(exc)[:500]
             return self._decide(rec, timer, gate_log, suite)
+        except Exception as exc:
+            # Unknown: recorded as an event (the iteration stays undecided, to be redone) and re-raised.
+            self.store.event("crash", f"{type(exc).__name__}: {exc}"[:1000], iteration=n)
+            raise
 
     def _propose(self, wt: Path, prompt: str, n: int, idir: Path) -> Proposal:
         request = ProposalRequest(
@@ -332,6 +336,8 @@ def _fmt(x: float | None) -> str:
 
 
 def _public_reason(r: IterationRecord) -> str:
+    if r.decision == "accepted":
+        return "kept: it improved the held-out validation score"
     if r.stage in gate.PUBLIC_REASON:
         return f"rejected by the {r.stage} gate: {gate.PUBLIC_REASON[r.stage]}"
     return f"{r.stage}: {r.reason}" if r.stage else r.reason

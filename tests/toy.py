@@ -7,6 +7,7 @@ knows it. The benchmark lives outside the target repo, like a real one.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -31,7 +32,7 @@ spec.loader.exec_module(skills)
 traces = os.environ.get("AUTOHARNESS_TRACES_DIR")
 for task_id in os.environ["AUTOHARNESS_TASK_IDS"].split(","):
     with log.open("a") as fh:
-        fh.write(task_id + "\n")
+        fh.write(task_id + " " + ",".join(sorted(skills.KNOWN)) + "\n")
     need = tasks.get(task_id)
     if need is None:
         print(json.dumps({"task_id": task_id, "reward": None, "error": "unknown task"}))
@@ -62,8 +63,9 @@ class Toy:
                               text=True).stdout.strip()
 
     def runs(self) -> list[str]:
+        """One line per task run: task id and the code (the agent's skills) it ran on."""
         log = self.bench / "runs.log"
-        return log.read_text().split() if log.exists() else []
+        return log.read_text().splitlines() if log.exists() else []
 
     def add_patch(self, name: str, edits: dict[str, str | None], base: str = "main", message: str = "") -> Path:
         """Write a patch that makes `edits` (path -> new content, None deletes) on top of `base`."""
@@ -90,6 +92,33 @@ class Toy:
 
 def skills_file(*known: str) -> str:
     return f"KNOWN = {sorted(known)!r}\n"
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ExplodingAgent:
+    """A backend with a bug: propose raises something the loop does not know."""
+
+    def __init__(self, config, config_dir):
+        pass
+
+    def propose(self, request):
+        (request.worktree / "agent" / "half.py").write_text("partial = True\n")
+        raise RuntimeError("backend bug")
+
+    def check(self):
+        return []
+
+
+def cli(toy: Toy, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `autoharness` command on the toy's config."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    res = subprocess.run([sys.executable, "-m", "orchestrator", "--config", str(toy.config), *args],
+                         capture_output=True, text=True, timeout=300, env=full_env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"autoharness {' '.join(args)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
+    return res
 
 
 def make_toy(root: Path, tasks: dict[str, str], split: dict[str, list[str]], known: tuple[str, ...] = ("alpha",),

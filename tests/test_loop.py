@@ -1,0 +1,250 @@
+"""The whole loop through the real CLI: real git repos, real benchmark subprocesses, every gate branch."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.toy import cli, make_toy, skills_file
+
+TASKS = {
+    "tr-alpha-0": "alpha", "tr-beta-1": "beta", "tr-gamma-2": "gamma", "tr-alpha-3": "alpha", "tr-beta-4": "beta",
+    "tr-delta-5": "delta",
+    "va-alpha-0": "alpha", "va-beta-1": "beta", "va-gamma-2": "gamma", "va-beta-3": "beta",
+    "te-alpha-0": "alpha", "te-beta-1": "beta", "te-gamma-2": "gamma",
+}
+SPLIT = {
+    "train": [t for t in TASKS if t.startswith("tr-")],
+    "val": [t for t in TASKS if t.startswith("va-")],
+    "test": [t for t in TASKS if t.startswith("te-")],
+}
+
+
+def tsv(toy) -> list[dict[str, str]]:
+    lines = (toy.workspace / "results.tsv").read_text().splitlines()
+    head = lines[0].split("\t")
+    return [dict(zip(head, ln.split("\t"), strict=True)) for ln in lines[1:]]
+
+
+@pytest.fixture
+def queued(tmp_path):
+    """The toy with a patch queue that meets every gate branch, each made on the best commit of its time."""
+    toy = make_toy(tmp_path, TASKS, SPLIT)
+    toy.add_patch("0001-beta.patch", {"agent/skills.py": skills_file("alpha", "beta")}, message="Teach beta")
+    toy.git("branch", "after1", "main")
+    # Make the later patches on top of what 0001 produces.
+    wt = tmp_path / "after1"
+    toy.git("worktree", "add", str(wt), "after1")
+    (wt / "agent" / "skills.py").write_text(skills_file("alpha", "beta"))
+    toy.git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "after 1", cwd=wt)
+    toy.git("worktree", "remove", str(wt))
+    toy.add_patch("0002-guard.patch", {"README.md": "cheat\n", "agent/skills.py": skills_file("alpha", "beta", "gamma")},
+                  base="after1", message="Touch the README too")
+    toy.add_patch("0003-suite.patch", {"agent/skills.py": skills_file("beta", "gamma")}, base="after1",
+                  message="Swap alpha for gamma")
+    toy.add_patch("0004-val.patch", {"agent/skills.py": skills_file("alpha", "beta", "delta")}, base="after1",
+                  message="Teach delta (not in val)")
+    toy.add_patch("0005-early.patch", {"agent/skills.py": skills_file("alpha", "gamma")}, base="after1",
+                  message="Swap beta for gamma")
+    toy.add_patch("0006-gamma.patch", {"agent/skills.py": skills_file("alpha", "beta", "gamma")}, base="after1",
+                  message="Teach gamma")
+    toy.git("branch", "-D", "after1")
+    return toy
+
+
+def test_full_queue_gives_every_decision(queued):
+    toy = queued
+    main_before = toy.git("rev-parse", "main")
+    cli(toy, "baseline")
+    outputs = [cli(toy, "run", "--once").stdout for _ in range(7)]
+    assert "nothing left to propose" in outputs[-1]
+
+    rows = tsv(toy)
+    assert [r["decision"] for r in rows] == ["baseline", "accepted", "rejected", "rejected", "rejected", "rejected", "accepted"]
+    assert [r["val_score"] for r in rows][:2] == ["0.2500", "0.7500"]
+    assert rows[6]["val_score"] == "1.0000"
+    assert "outside editable" in rows[2]["reason"] and "README.md" in rows[2]["reason"]
+    assert rows[3]["reason"].startswith("suite 0/2")
+    assert "does not beat best 0.7500" in rows[4]["reason"]
+    assert "stopped early, 2/4 not run" in rows[5]["reason"]
+
+    # Exactly the accepted commits on the branch; base and the working tree untouched.
+    log = toy.git("log", "--format=%s", "autoharness").splitlines()
+    assert log == ["autoharness: iteration 6, val 0.7500 -> 1.0000", "autoharness: iteration 1, val 0.2500 -> 0.7500",
+                   "initial"]
+    assert toy.git("rev-parse", "main") == main_before
+    assert toy.git("status", "--porcelain") == ""
+    assert toy.git("rev-parse", "HEAD") == main_before
+    assert toy.git("rev-parse", "autoharness-best") == toy.git("rev-parse", "autoharness")
+    assert toy.git("diff", "--name-only", "main", "autoharness").splitlines() == ["agent/skills.py"]
+    assert len(toy.git("worktree", "list").splitlines()) == 1
+    commit_msg = toy.git("log", "-1", "--format=%B", "autoharness")
+    assert "suite 2/2" in commit_msg and "backend replay" in commit_msg and "cost $0.0000" in commit_msg
+
+    # Every record on disk.
+    for n in range(1, 7):
+        d = toy.workspace / "iterations" / str(n)
+        assert (d / "prompt.md").exists() and (d / "gate.json").exists() and (d / "analysis.md").exists()
+        gate = json.loads((d / "gate.json").read_text())
+        assert gate["decision"] == rows[n]["decision"]
+    db = sqlite3.connect(toy.workspace / "state.db")
+    assert db.execute("SELECT COUNT(*) FROM iterations").fetchone()[0] == 7
+    suite = json.loads((toy.workspace / "suite.json").read_text())
+    assert suite["tasks"] == ["tr-alpha-0", "tr-alpha-3", "tr-beta-1", "tr-beta-4"]  # beta promoted after 2 passes
+    learnings = (toy.workspace / "learnings.md").read_text()
+    assert "Teach beta" in learnings and "Iteration 3: rejected" in learnings
+
+
+def test_cache_and_early_stop_save_runs(queued):
+    toy = queued
+    cli(toy, "baseline")
+    for _ in range(7):
+        cli(toy, "run", "--once")
+    runs = toy.runs()
+    assert len(runs) == len(set(runs)), "a task ran twice on the same code"
+    # Early stop: iteration 5 ran only the first val chunk (concurrency 2) of 4 val tasks.
+    early = [r for r in runs if r.endswith(" alpha,gamma") and r.startswith("va-")]
+    assert len(early) == 2
+    db = sqlite3.connect(toy.workspace / "state.db")
+    cached, skipped = db.execute("SELECT SUM(tasks_cached), SUM(tasks_skipped) FROM iterations").fetchone()
+    assert cached > 0 and skipped == 2
+
+
+def test_held_out_text_never_on_disk_nor_in_prompt(queued):
+    toy = queued
+    cli(toy, "baseline")
+    for _ in range(7):
+        cli(toy, "run", "--once")
+    cli(toy, "report", "--final")
+    seen_train_detail = False
+    for path in toy.workspace.rglob("*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        assert b"SECRET-DETAIL-va" not in data and b"SECRET-DETAIL-te" not in data, path
+        seen_train_detail |= b"SECRET-DETAIL-tr" in data
+    assert seen_train_detail, "train failure detail should reach the records"
+    traces = [p.name for p in (toy.workspace / "traces" / "train").rglob("*.json")]
+    assert traces and all(name.startswith("tr-") for name in traces)
+    for prompt in toy.workspace.glob("iterations/*/prompt.md"):
+        text = prompt.read_text()
+        assert "va-" not in text and "te-" not in text
+        assert "val 0." not in text  # no val numbers either
+    first = (toy.workspace / "iterations" / "1" / "prompt.md").read_text()
+    assert "tr-beta-1" in first and "does not know the skill" in first and "agent/**" in first
+
+
+def test_final_report_scores_test_on_best(queued):
+    toy = queued
+    cli(toy, "baseline")
+    cli(toy, "run", "--once")
+    before = len(toy.runs())
+    out = cli(toy, "report", "--final").stdout
+    assert "test" in out and "0.333" in out and "0.667" in out
+    assert len(toy.runs()) == before + 3
+    status = json.loads(cli(toy, "status", "--json").stdout)
+    assert status["final_test"] == pytest.approx(2 / 3)
+    assert status["baseline_test"] == pytest.approx(1 / 3)
+
+
+def test_rejected_guard_for_held_out_id(tmp_path):
+    toy = make_toy(tmp_path, TASKS, SPLIT)
+    toy.add_patch("0001-cheat.patch", {"agent/skills.py": skills_file("alpha") + "SPECIAL = {'va-beta-1': 'beta'}\n"})
+    cli(toy, "baseline")
+    cli(toy, "run", "--once")
+    row = tsv(toy)[1]
+    assert row["decision"] == "rejected" and "held-out" in row["reason"]
+    assert toy.git("rev-parse", "autoharness") == toy.git("rev-parse", "main")
+
+
+def test_untracked_file_and_symlink_are_seen_by_the_guard(tmp_path):
+    toy = make_toy(tmp_path, TASKS, SPLIT)
+    # An untracked file outside editable, then a symlink inside editable that leaves the worktree.
+    toy.add_patch("0001-untracked.patch", {"tools/helper.py": "x = 1\n", "agent/skills.py": skills_file("alpha", "beta")})
+    (toy.patches / "0002-link.patch").write_text(
+        "diff --git a/agent/data b/agent/data\nnew file mode 120000\nindex 0000000..1111111\n"
+        "--- /dev/null\n+++ b/agent/data\n@@ -0,0 +1 @@\n+/etc\n\\ No newline at end of file\n")
+    cli(toy, "baseline")
+    cli(toy, "run", "--once")
+    cli(toy, "run", "--once")
+    rows = tsv(toy)
+    assert rows[1]["decision"] == "rejected" and "tools/helper.py" in rows[1]["reason"]
+    assert rows[2]["decision"] == "rejected" and "symlink escapes" in rows[2]["reason"]
+
+
+def test_split_change_is_refused(queued):
+    toy = queued
+    cli(toy, "baseline")
+    text = toy.config.read_text().replace('"va-gamma-2", ', "")
+    text = text.replace('train = ["tr-alpha-0"', 'train = ["va-gamma-2", "tr-alpha-0"')
+    toy.config.write_text(text)
+    res = cli(toy, "run", "--once", check=False)
+    assert res.returncode == 2
+    assert "would change the train split" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_second_process_is_refused_while_one_holds_the_lock(queued):
+    from orchestrator.lock import WorkspaceLock
+    toy = queued
+    toy.workspace.mkdir()
+    with WorkspaceLock(toy.workspace / "run.lock"):
+        res = cli(toy, "run", "--once", check=False)
+    assert res.returncode == 2 and "in use" in res.stderr
+
+
+def test_reconcile_resets_branch_moved_without_record(queued):
+    toy = queued
+    cli(toy, "baseline")
+    cli(toy, "run", "--once")
+    recorded = toy.git("rev-parse", "autoharness")
+    # A crash between commit and record leaves an unrecorded commit on the branch.
+    toy.git("update-ref", "refs/heads/autoharness", toy.git("rev-parse", "main"))
+    cli(toy, "run", "--once")
+    rows = tsv(toy)
+    assert len(rows) == 3
+    assert toy.git("rev-parse", "autoharness") == recorded
+
+
+def test_backend_crash_leaves_no_worktree(tmp_path):
+    toy = make_toy(tmp_path, TASKS, SPLIT, backend='kind = "tests.toy:ExplodingAgent"')
+    cli(toy, "baseline")
+    res = cli(toy, "run", "--once", check=False)
+    assert res.returncode == 1
+    assert len(toy.git("worktree", "list").splitlines()) == 1
+    assert toy.git("status", "--porcelain") == ""
+    # The iteration was not decided: no row, to be redone.
+    assert len(tsv(toy)) == 1
+
+
+def test_infra_errors_fail_or_drop(tmp_path):
+    tasks = dict(TASKS, **{"va-crash-9": "crash"})
+    split = dict(SPLIT, val=[*SPLIT["val"], "va-crash-9"])
+    toy = make_toy(tmp_path, tasks, split)
+    cli(toy, "baseline")
+    rows = tsv(toy)
+    assert rows[0]["val_score"] == "0.2000"  # crash counts as 0 under infra_error = "fail"
+    crashes = [r for r in toy.runs() if r.startswith("va-crash-9")]
+    assert len(crashes) == 2  # retried once (infra_retries = 1)
+
+    toy2 = make_toy(tmp_path / "drop", tasks, split, extra_config="")
+    toy2.config.write_text(toy2.config.read_text().replace('kind = "command"', 'kind = "command"\ninfra_error = "drop"'))
+    cli(toy2, "baseline")
+    assert tsv(toy2)[0]["val_score"] == "0.2500"  # dropped from the mean
+    db = sqlite3.connect(toy2.workspace / "state.db")
+    assert db.execute("SELECT COUNT(*) FROM events WHERE kind='dropped'").fetchone()[0] == 1
+
+
+def test_timeout_is_reward_zero_not_dropped(tmp_path):
+    tasks = dict(TASKS, **{"tr-hang-9": "hang"})
+    split = dict(SPLIT, train=[*SPLIT["train"], "tr-hang-9"])
+    toy = make_toy(tmp_path, tasks, split)
+    toy.config.write_text(toy.config.read_text().replace("task_timeout_s = 5", "task_timeout_s = 1"))
+    cli(toy, "baseline")
+    db = sqlite3.connect(toy.workspace / "state.db")
+    reward, cls = db.execute("SELECT reward, error_class FROM results WHERE task_id='tr-hang-9'").fetchone()
+    assert (reward, cls) == (0.0, "timeout")
+    assert tsv(toy)[0]["evals_total"] == "7"
