@@ -1,0 +1,93 @@
+"""Unit tests of the pieces the loop leans on: globs, the held-out id rule, splits, the subprocess function."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from orchestrator.config import SplitConfig
+from orchestrator.errors import ConfigError
+from orchestrator.guard import id_pattern, is_editable
+from orchestrator.proc import run_process
+from orchestrator.splits import load_or_freeze, make_splits
+
+
+@pytest.mark.parametrize(("path", "globs", "ok"), [
+    ("agent/x.py", ["agent/**"], True),
+    ("agent/deep/x.py", ["agent/**"], True),
+    ("agentx/x.py", ["agent/**"], False),
+    ("README.md", ["agent/**"], False),
+    ("src/a.py", ["src/*.py"], True),
+    ("src/sub/a.py", ["src/*.py"], False),
+    ("a/b/prompt.md", ["**/prompt.md"], True),
+    ("prompt.md", ["**/prompt.md"], True),
+])
+def test_editable_globs(path, globs, ok):
+    assert is_editable(path, globs) is ok
+
+
+def test_held_out_id_pattern():
+    assert id_pattern("va-beta-1").search("x = {'va-beta-1': 1}")
+    assert not id_pattern("va-beta-1").search("x = 'va-beta-12'")
+    assert not id_pattern("12").search("retry = 12")  # numeric ids only count quoted
+    assert id_pattern("12").search('if task == "12":')
+
+
+def test_fraction_split_is_seeded_and_frozen(tmp_path):
+    tasks = [f"t{i}" for i in range(20)]
+    a = make_splits(SplitConfig(seed=1, train=0.5, val=0.25, test=0.25), tasks)
+    b = make_splits(SplitConfig(seed=1, train=0.5, val=0.25, test=0.25), list(reversed(tasks)))
+    assert a == b and (len(a.train), len(a.val), len(a.test)) == (10, 5, 5)
+    assert not set(a.train) & set(a.val) and not set(a.val) & set(a.test)
+    frozen = load_or_freeze(tmp_path / "splits.json", a)
+    assert load_or_freeze(tmp_path / "splits.json", a) == frozen
+    other = make_splits(SplitConfig(seed=2, train=0.5, val=0.25, test=0.25), tasks)
+    with pytest.raises(ConfigError, match="would change"):
+        load_or_freeze(tmp_path / "splits.json", other)
+
+
+def test_fractions_must_sum_to_one():
+    with pytest.raises(ValueError):
+        SplitConfig(train=0.5, val=0.5, test=0.5)
+
+
+def test_official_split_carves_val_from_train():
+    tasks = [f"t{i}" for i in range(12)]
+    s = make_splits(SplitConfig(seed=3, train=0.75, val=0.25, test=0.0), tasks,
+                    {"train": tasks[:8], "test": tasks[8:]})
+    assert sorted(s.test) == sorted(tasks[8:]) and len(s.val) == 2 and len(s.train) == 6
+
+
+def test_timeout_kills_the_whole_group(tmp_path):
+    marker = tmp_path / "child.pid"
+    res = run_process(["bash", "-c", f"sleep 60 & echo $! > {marker}; wait"], timeout_s=0.5)
+    assert res.timed_out and res.returncode is None
+    pid = int(marker.read_text())
+    time.sleep(0.2)
+    assert not alive(pid)
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for an init that does not reap."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_output_cap_keeps_tail_and_redacts(tmp_path):
+    env = {**os.environ, "MY_API_KEY": "sk-verysecret-123"}
+    tee = tmp_path / "t.jsonl"
+    res = run_process(["bash", "-c", "for i in $(seq 1 5000); do echo line$i; done; echo $MY_API_KEY"], env=env,
+                      cap_chars=1000, tee=tee)
+    assert res.ok and len(res.stdout) <= 1000
+    assert "line5000" in res.stdout and "line1\n" not in res.stdout
+    assert "sk-verysecret-123" not in res.stdout and "[REDACTED]" in res.stdout
+    assert "sk-verysecret-123" not in tee.read_text()
+
+
+def test_stdin_is_fed():
+    assert run_process(["cat"], stdin="hello\n").stdout == "hello\n"
