@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 from orchestrator.errors import AutoharnessError
 
 
-class ProposalStatus(str, enum.Enum):
+class ProposalStatus(enum.StrEnum):
     OK = "ok"
     ERROR = "error"
     TIMEOUT = "timeout"

@@ -1,24 +1,250 @@
-"""`autoharness run`: one session from now until a stop condition (the scheduled window comes with #4)."""
+"""`autoharness run`: the unattended daemon.
+
+Without `schedule.start` it runs one session from now and exits. With a cron `start` an APScheduler
+BlockingScheduler opens a window of `schedule.hours` at each fire time; inside it iterations run back to
+back (in the main thread: the DebugExecutor runs jobs where the scheduler runs, so signals reach them).
+
+Stopping: SIGTERM/SIGINT, `autoharness stop` (a STOP file) or the window's end let the current iteration
+finish; past `schedule.grace_s` it is cancelled (its worktree dropped, its children killed) and redone next
+time. A second signal cancels at once. SIGKILL loses nothing recorded: the next start reconciles.
+"""
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from apscheduler.executors.debug import DebugExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
 from rich.console import Console
 
+from orchestrator import heartbeat, proc
 from orchestrator.config import Config
+from orchestrator.errors import ConfigError
 from orchestrator.lock import WorkspaceLock
 from orchestrator.loop import Orchestrator
 from orchestrator.session import run_session
+from orchestrator.store import IterationRecord
+
+# Reasons after which a scheduled daemon waits for the next window; any other reason ends it.
+NIGHTLY = ("window end", "max_iterations", "plateau")
+BUDGET_WARNINGS = (0.5, 0.8)
+
+
+class Cancelled(BaseException):
+    """Raised in the main thread when the drain grace runs out: not an Exception, so nothing swallows it."""
+
+
+def trigger(cfg: Config) -> CronTrigger:
+    try:
+        return CronTrigger.from_crontab(cfg.schedule.start, timezone=cfg.schedule.timezone)
+    except (ValueError, LookupError) as exc:
+        raise ConfigError(f"schedule.start / schedule.timezone: {exc}") from None
+
+
+def current_window(cfg: Config, now: datetime) -> tuple[datetime, datetime] | None:
+    """The window that contains `now`, if one does (a restart in the middle of the night resumes it)."""
+    length = timedelta(hours=cfg.schedule.hours)
+    fire = trigger(cfg).get_next_fire_time(None, now - length)
+    if fire is not None and fire <= now < fire + length:
+        return fire, fire + length
+    return None
+
+
+def next_window(cfg: Config, now: datetime | None = None) -> datetime | None:
+    if not cfg.schedule.start:
+        return None
+    now = now or datetime.now(trigger(cfg).timezone)
+    return trigger(cfg).get_next_fire_time(None, now)
+
+
+class Daemon:
+    def __init__(self, cfg: Config, console: Console):
+        self.cfg = cfg
+        self.console = console
+        self.stop_reason: str | None = None
+        self.in_session = False
+        self.scheduler: BlockingScheduler | None = None
+        self.beat = heartbeat.Heartbeat(cfg.workspace / "heartbeat.json")
+        self.finished = False
+        self.notifier, self.log = _observers(cfg)
+
+    # -- signals -----------------------------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.stop_reason and self.in_session:
+            self._cancel(f"second {name}")
+        self.request_stop(name)
+
+    def request_stop(self, reason: str) -> None:
+        """Let the current iteration finish; cancel it if it is still running after the grace period."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.log.info("stop_requested", reason=reason, grace_s=self.cfg.schedule.grace_s)
+        if self.in_session:
+            signal.setitimer(signal.ITIMER_REAL, max(self.cfg.schedule.grace_s, 0.01))
+        elif self.scheduler is not None and self.scheduler.running:
+            threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": False}, daemon=True).start()
+
+    def _on_alarm(self, _signum: int, _frame: Any) -> None:
+        if self.in_session:
+            self._cancel("grace period over")
+
+    def _cancel(self, why: str) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        proc.terminate_all()
+        raise Cancelled(why)
+
+    # -- sessions ----------------------------------------------------------------------------------------
+    def session(self, window_end: float | None) -> str:
+        orch = Orchestrator(self.cfg, on_phase=lambda phase, n: self.beat.set(phase, n))
+        window_timer = None
+        if window_end is not None:
+            window_timer = threading.Timer(max(window_end - time.time(), 0), self._window_over)
+            window_timer.daemon = True
+            window_timer.start()
+        self.in_session = True
+        try:
+            self._note_interrupted(orch)
+            reason = run_session(
+                orch, external_stop=lambda: self.stop_reason, on_iteration=lambda r: self._after(orch, r),
+                score_test=self.stop_reason is None,
+            )
+        except Cancelled as exc:
+            n = self.beat.state.get("iteration")
+            orch.store.event("interrupted", f"iteration cancelled: {exc}", iteration=n, phase=self.beat.state.get("phase"))
+            reason = f"{self.stop_reason or 'cancelled'} (iteration {n} cancelled: {exc}; it is redone next time)"
+        except Exception as exc:
+            orch.store.event("error", f"{type(exc).__name__}: {exc}"[:1000])
+            self.notifier.error(f"autoharness stopped on an error: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.in_session = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            if window_timer:
+                window_timer.cancel()
+            summary = _summary(orch, self.cfg)
+            orch.close()
+        self.log.info("session_end", reason=reason)
+        self.notifier.summary(summary | {"stop_reason": reason})
+        self.console.print(f"stopped: {reason}", highlight=False)
+        return reason
+
+    def _window_over(self) -> None:
+        # From a timer thread: route through the main thread's signal handling.
+        if self.stop_reason is None:
+            self.stop_reason = "window end"
+            signal.setitimer(signal.ITIMER_REAL, max(self.cfg.schedule.grace_s, 0.01))
+
+    def _after(self, orch: Orchestrator, rec: IterationRecord) -> None:
+        self.console.print(f"iteration {rec.n}: {rec.decision}{' (' + rec.stage + ')' if rec.stage else ''} {rec.reason}",
+                           highlight=False)
+        if rec.decision == "accepted":
+            self.notifier.accepted(rec)
+        spend, budget = orch.store.spend_usd(), self.cfg.loop.budget_usd
+        warned = float(orch.store.get("budget_warned", "0") or 0)
+        for level in BUDGET_WARNINGS:
+            if spend >= level * budget and warned < level:
+                orch.store.put("budget_warned", str(level))
+                orch.store.event("budget_warning", f"spent ${spend:.2f}, {level:.0%} of the ${budget:.2f} budget")
+                self.log.warning("budget_warning", spend_usd=spend, budget_usd=budget, level=level)
+                self.console.print(f"[yellow]budget: spent ${spend:.2f} of ${budget:.2f} ({level:.0%})[/yellow]")
+                warned = level
+
+    def _note_interrupted(self, orch: Orchestrator) -> None:
+        """A heartbeat left mid-phase by a dead daemon means an iteration was interrupted: record it."""
+        old = getattr(self, "_previous_beat", None)
+        self._previous_beat = None
+        if old and old.get("phase") not in ("stopped", "waiting", "starting", None):
+            orch.store.event("interrupted", "found at restart: the previous daemon died mid-phase",
+                             iteration=old.get("iteration"), phase=old.get("phase"), pid=old.get("pid"))
+
+    # -- the schedule ------------------------------------------------------------------------------------
+    def run(self) -> int:
+        lock = WorkspaceLock(self.cfg.workspace / "run.lock").acquire()
+        self._previous_beat = heartbeat.read(self.cfg.workspace / "heartbeat.json")
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        old_alarm = signal.signal(signal.SIGALRM, self._on_alarm)
+        self.beat.start()
+        reason = "unknown"
+        try:
+            if not self.cfg.schedule.start:
+                reason = self.session(None)
+            else:
+                reason = self._scheduled()
+        finally:
+            self.beat.stop(reason)
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            signal.signal(signal.SIGALRM, old_alarm)
+            (self.cfg.workspace / "STOP").unlink(missing_ok=True)
+            lock.release()
+        return 0
+
+    def _scheduled(self) -> str:
+        trig = trigger(self.cfg)
+        self.scheduler = BlockingScheduler(executors={"default": DebugExecutor()}, timezone=trig.timezone)
+        last: list[str] = []
+
+        def night(window_end: datetime | None = None) -> None:
+            end = window_end or datetime.now(trig.timezone) + timedelta(hours=self.cfg.schedule.hours)
+            reason = self.session(end.timestamp())
+            last.append(reason)
+            if self.stop_reason == "window end":
+                self.stop_reason = None
+            if self.stop_reason is None and reason.startswith(NIGHTLY):
+                self._waiting()
+            else:
+                self.scheduler.shutdown(wait=False)
+
+        self.scheduler.add_job(night, trig, id="night", coalesce=True, max_instances=1,
+                               misfire_grace_time=int(self.cfg.schedule.hours * 3600))
+        now = datetime.now(trig.timezone)
+        window = current_window(self.cfg, now)
+        if window is not None:
+            self.scheduler.add_job(night, "date", run_date=now, args=[window[1]], id="resume")
+        else:
+            self._waiting()
+        self.scheduler.start()
+        return (last[-1] if last else None) or self.stop_reason or "stopped"
+
+    def _waiting(self) -> None:
+        nxt = next_window(self.cfg)
+        self.beat.set("waiting", None, next_window=nxt.isoformat() if nxt else None)
+        self.console.print(f"waiting for the next window: {nxt}", highlight=False)
+
+
+def _summary(orch: Orchestrator, cfg: Config) -> dict[str, Any]:
+    rows = orch.store.iterations()
+    best = orch.store.best()
+    final = orch.store.get("final_test")
+    return {
+        "iterations": sum(1 for r in rows if r.n > 0),
+        "accepted": sum(r.decision == "accepted" for r in rows),
+        "rejected": sum(r.decision == "rejected" for r in rows),
+        "errors": sum(r.decision == "error" for r in rows),
+        "baseline_val": rows[0].val_score if rows else None,
+        "best_val": best.val_score if best else None,
+        "spend_usd": orch.store.spend_usd(),
+        "budget_usd": cfg.loop.budget_usd,
+        "final_test": __import__("json").loads(final).get("score") if final else None,
+    }
+
+
+class _Quiet:
+    """Stand-in observers until logging and notification are configured."""
+
+    def __getattr__(self, _name: str):
+        return lambda *a, **k: None
+
+
+def _observers(cfg: Config) -> tuple[Any, Any]:
+    return _Quiet(), _Quiet()
 
 
 def run_daemon(cfg: Config, console: Console) -> int:
-    with WorkspaceLock(cfg.workspace / "run.lock"):
-        orch = Orchestrator(cfg)
-        try:
-            def show(rec):
-                console.print(f"iteration {rec.n}: {rec.decision} {rec.stage + ': ' if rec.stage else ''}{rec.reason}",
-                              highlight=False)
-            reason = run_session(orch, on_iteration=show)
-        finally:
-            orch.close()
-    console.print(f"stopped: {reason}")
-    return 0
+    return Daemon(cfg, console).run()

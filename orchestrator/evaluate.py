@@ -117,7 +117,7 @@ class Evaluator:
     def _run_with_retries(self, agent_dir: Path, batch: list[str], traces: Path | None) -> tuple[dict[str, TaskResult], int]:
         results: dict[str, TaskResult] = {}
         pending, ran = list(batch), 0
-        for attempt in range(self.config.infra_retries + 1):
+        for _ in range(self.config.infra_retries + 1):
             try:
                 got = self.runner.run(agent_dir, pending, traces_dir=traces)
             except BenchmarkFailed:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,7 +22,13 @@ from agents.fallback import build_agent
 from benchmarks import runner_class
 from orchestrator import analyze, gate, guard
 from orchestrator.config import Config
-from orchestrator.errors import AutoharnessError, BenchmarkFailed, BudgetExceeded, ConfigError, NothingProposed
+from orchestrator.errors import (
+    AutoharnessError,
+    BenchmarkFailed,
+    BudgetExceeded,
+    ConfigError,
+    NothingProposed,
+)
 from orchestrator.evaluate import CONTEXT_DIR, Evaluator, Outcome, code_hash
 from orchestrator.gitops import TargetRepo
 from orchestrator.splits import Splits, load_or_freeze, make_splits
@@ -72,6 +80,9 @@ class Orchestrator:
         self.store.close()
 
     def phase(self, name: str, n: int) -> None:
+        # Fault injection for the crash-safety tests: SIGKILL ourselves on entering a named phase.
+        if os.environ.get("AUTOHARNESS_KILL_AT") == f"{name}:{n}":
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.on_phase:
             self.on_phase(name, n)
 
@@ -180,7 +191,10 @@ class Orchestrator:
                     attempts=self._attempts(), learnings=self._learnings_text() or "(none yet)",
                 ), splits)
                 atomic_write(idir / "prompt.md", prompt)
-                proposal = self._propose(wt, prompt, n, idir)
+                proposal = self._propose(wt, prompt, n, idir, budget_left=self.cfg.loop.budget_usd - spend)
+                # Spend is recorded the moment it is known, so a crash before the decision cannot hide it.
+                self.store.event("proposal", proposal.status.value, iteration=n, cost_usd=proposal.cost_usd,
+                                 backend=proposal.backend)
                 timer.backend_s += proposal.duration_s
                 rec.backend, rec.model = proposal.backend or rec.backend, proposal.model or rec.model
                 rec.proposal_status, rec.summary = proposal.status.value, proposal.summary.strip()
@@ -211,10 +225,11 @@ class Orchestrator:
             self.store.event("crash", f"{type(exc).__name__}: {exc}"[:1000], iteration=n)
             raise
 
-    def _propose(self, wt: Path, prompt: str, n: int, idir: Path) -> Proposal:
+    def _propose(self, wt: Path, prompt: str, n: int, idir: Path, budget_left: float) -> Proposal:
         request = ProposalRequest(
             worktree=wt, prompt=prompt, editable=list(self.cfg.target.editable), timeout_s=self.cfg.backend.timeout_s,
-            max_cost_usd=self.cfg.backend.max_cost_usd, env=dict(self.cfg.backend.env), iteration=n,
+            max_cost_usd=max(min(self.cfg.backend.max_cost_usd, budget_left), 0.01), env=dict(self.cfg.backend.env),
+            iteration=n,
             transcript_path=idir / "transcript.jsonl",
         )
         request.transcript_path.unlink(missing_ok=True)

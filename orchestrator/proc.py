@@ -7,10 +7,13 @@ secrets redacted.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -20,6 +23,34 @@ from pathlib import Path
 
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 KILL_GRACE_S = 3.0
+PR_SET_PDEATHSIG = 1
+
+# Process groups started here and still running, so a cancelled daemon can take them all down at once.
+_live: set[subprocess.Popen[str]] = set()
+_live_lock = threading.Lock()
+
+
+@functools.cache
+def _pdeathsig() -> Callable[[], None] | None:
+    """A child-side hook that has the kernel kill the child if the daemon dies (SIGKILL included).
+
+    Resolved in the parent: after fork, with threads about, the child must not import anything.
+    """
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def terminate_all() -> None:
+    """Kill every process group we started that is still running (on cancel)."""
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        _kill_group(proc)
 
 
 @dataclass
@@ -107,7 +138,10 @@ def run_process(
         encoding="utf-8",
         errors="replace",
         start_new_session=True,
+        preexec_fn=_pdeathsig(),
     )
+    with _live_lock:
+        _live.add(proc)
     out, err = _Tail(cap_chars), _Tail(cap_chars)
     tee_file = tee.open("a", encoding="utf-8") if tee else None
 
@@ -161,6 +195,8 @@ def run_process(
             t.join(timeout=5.0)
         if tee_file:
             tee_file.close()
+        with _live_lock:
+            _live.discard(proc)
     return ProcResult(
         returncode=None if timed_out else proc.returncode,
         stdout=redact(out.text(), secrets),

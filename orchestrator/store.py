@@ -192,11 +192,11 @@ class Store:
         return IterationRecord(**dict(row)) if row else None
 
     def spend_usd(self) -> float:
-        row = self.conn.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM iterations").fetchone()
-        extra = self.conn.execute(
-            "SELECT COALESCE(SUM(json_extract(data, '$.cost_usd')), 0) FROM events WHERE kind='interrupted'"
+        """Every proposal's cost, recorded when it returned: redone iterations count each time they spent."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(json_extract(data, '$.cost_usd')), 0) FROM events WHERE kind='proposal'"
         ).fetchone()
-        return float(row[0]) + float(extra[0])
+        return float(row[0])
 
     # -- task results (the benchmark cache) ------------------------------------------------------------
     def cached_results(self, code_hash: str, task_ids: list[str]) -> dict[str, StoredResult]:

@@ -1,0 +1,125 @@
+"""Logging: structlog JSON lines to `logs/autoharness.jsonl` (rotated), readable lines on stderr, secrets
+redacted in both, and `phase()` to trace every long phase with its start, end or error, and duration.
+
+Nothing happens at import: `configure_logging` is called once by the command that runs, and calling it
+again replaces the handlers it installed instead of adding more.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from orchestrator.errors import AutoharnessError
+from orchestrator.proc import redact, secret_values
+
+LOG_FILE = "autoharness.jsonl"
+LOGGER = "autoharness"
+_MARK = "_autoharness_handler"   # tags the handlers we own, so a second configure can remove them
+
+
+class Redactor:
+    """A structlog processor that replaces secret values in every string of the event."""
+
+    def __init__(self, secrets: list[str]):
+        self.secrets = secrets
+
+    def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._clean(v) for k, v in event.items()} if self.secrets else event
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return redact(value, self.secrets)
+        if isinstance(value, dict):
+            return {k: self._clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean(v) for v in value]
+        if isinstance(value, BaseException):
+            return redact(f"{type(value).__name__}: {value}", self.secrets)
+        return value
+
+
+def configure_logging(logs_dir: Path, *, console_level: str = "info", secrets: list[str] | None = None,
+                      max_bytes: int = 10 * 1024 * 1024, backups: int = 5,
+                      capture: Iterable[str] = ("apscheduler",)) -> Any:
+    """Send the `autoharness` logger (and the stdlib loggers named in `capture`) to the JSON file at debug
+    level and to stderr at `console_level` ("off" for none). Returns the `autoharness` structlog logger."""
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    redactor = Redactor(secret_values() if secrets is None else secrets)
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    tail = [structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.format_exc_info,
+            redactor]
+
+    file_handler = logging.handlers.RotatingFileHandler(logs_dir / LOG_FILE, maxBytes=max_bytes,
+                                                        backupCount=backups, encoding="utf-8")
+    file_handler.setLevel(logging.DEBUG)
+    file_handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared, processors=[*tail, structlog.processors.JSONRenderer(default=str)]))
+    handlers: list[logging.Handler] = [file_handler]
+    if console_level.lower() != "off":
+        console = logging.StreamHandler(sys.stderr)
+        console.setLevel(_level(console_level))
+        console.setFormatter(structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[*tail, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), pad_event=24)]))
+        handlers.append(console)
+    for handler in handlers:
+        setattr(handler, _MARK, True)
+
+    for name, level in ((LOGGER, logging.DEBUG), *((n, logging.INFO) for n in capture)):
+        std = logging.getLogger(name)
+        for old in [h for h in std.handlers if getattr(h, _MARK, False)]:
+            std.removeHandler(old)
+            old.close()
+        for handler in handlers:
+            std.addHandler(handler)
+        std.setLevel(level)
+        std.propagate = False
+
+    structlog.configure(
+        processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.PositionalArgumentsFormatter(),
+                    structlog.processors.StackInfoRenderer(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,  # a later configure (another workspace, a test) must take effect
+    )
+    return structlog.get_logger(LOGGER)
+
+
+@contextmanager
+def phase(log: Any, name: str, **fields: Any) -> Iterator[Any]:
+    """Log `phase_start`, then `phase_end` with `duration_s`, or `phase_error` with the error and re-raise.
+
+    Yields the logger bound with the phase's fields, for the phase's own events."""
+    log = log.bind(phase=name, **fields)
+    start = time.monotonic()
+    log.info("phase_start")
+    try:
+        yield log
+    except BaseException as exc:
+        # Known outcomes (a gate failure, a spent budget) need no traceback; anything else does.
+        log.error("phase_error", duration_s=round(time.monotonic() - start, 3), error=f"{type(exc).__name__}: {exc}",
+                  error_type=type(exc).__name__, exc_info=not isinstance(exc, AutoharnessError | KeyboardInterrupt))
+        raise
+    log.info("phase_end", duration_s=round(time.monotonic() - start, 3))
+
+
+def _level(name: str) -> int:
+    level = logging.getLevelName(name.upper())
+    if not isinstance(level, int):
+        from orchestrator.errors import ConfigError
+        raise ConfigError(f"console_level: unknown log level {name!r}; use debug, info, warning, error or off")
+    return level
