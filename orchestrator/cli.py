@@ -20,7 +20,8 @@ from orchestrator.config import Config, load_config
 from orchestrator.errors import AutoharnessError, BudgetExceeded, NothingProposed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Improve an AI agent overnight.")
-console = Console()
+# Piped output (CI logs, `make demo | tee`) gets a wide table instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 150)
 err_console = Console(stderr=True)
 
 
@@ -142,12 +143,34 @@ def _status_data(cfg: Config) -> dict[str, Any]:
         data["events"] = [dict(e) for e in store.events()[-5:]]
     finally:
         store.close()
-    if ws.heartbeat.exists():
-        try:
-            data["heartbeat"] = json.loads(ws.heartbeat.read_text())
-        except json.JSONDecodeError:
-            data["heartbeat"] = None
+    from orchestrator.daemon import next_window
+    from orchestrator.heartbeat import is_stale, read
+    hb = read(ws.heartbeat)
+    if hb is not None:
+        hb["stale"] = is_stale(hb)
+    data["heartbeat"] = hb
+    nxt = next_window(cfg)
+    data["next_window"] = nxt.isoformat() if nxt else None
     return data
+
+
+@app.command()
+@handled
+def stop() -> None:
+    """Ask a running daemon to stop: it finishes the current iteration (up to schedule.grace_s)."""
+    import os
+    import signal as sig
+    cfg = _config()
+    from orchestrator.workspace import Workspace
+    ws = Workspace(cfg.workspace)
+    ws.root.mkdir(parents=True, exist_ok=True)
+    ws.stop_file.write_text(f"requested at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+    try:
+        pid = int(ws.lock.read_text().strip())
+        os.kill(pid, sig.SIGTERM)
+        console.print(f"asked the daemon (pid {pid}) to stop; it drains the current iteration first")
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        console.print(f"wrote {ws.stop_file}; no daemon is running, so the next one will stop at once")
 
 
 @app.command()
@@ -172,10 +195,16 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
     )
     hb = data.get("heartbeat")
     if hb:
-        age = time.time() - hb.get("updated", hb.get("since", 0))
-        stale = " [red](stale: the daemon is not updating it)[/red]" if age > 120 and hb.get("phase") != "stopped" else ""
-        console.print(f"daemon: pid {hb.get('pid')}, phase {hb.get('phase')}, iteration {hb.get('iteration')}, "
-                      f"for {_dur(time.time() - hb.get('since', time.time()))}{stale}", highlight=False)
+        from orchestrator.heartbeat import is_stale
+        stale = " [red](stale heartbeat: the daemon is not running)[/red]" if is_stale(hb) else ""
+        line = (f"daemon: pid {hb.get('pid')}, phase {hb.get('phase')}"
+                + (f", iteration {hb['iteration']}" if hb.get("iteration") is not None else "")
+                + f", for {_dur(time.time() - hb.get('since', time.time()))}{stale}")
+        if hb.get("phase") == "stopped" and hb.get("stop_reason"):
+            line += f"; stopped: {hb['stop_reason']}"
+        console.print(line, highlight=False)
+    if data.get("next_window"):
+        console.print(f"next window: {data['next_window']}", highlight=False)
 
 
 def _results_table(rows: list[dict[str, Any]]) -> Table:
