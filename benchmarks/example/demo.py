@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-from rich.console import Console
-
 HERE = Path(__file__).resolve().parent
 CONFIG = """\
 workspace = "workspace"
@@ -70,12 +68,11 @@ def make_demo(root: Path) -> Path:
 
 
 def main() -> None:
-    from orchestrator.cli import _progress, _results_table, _status_data
+    from orchestrator.cli import _progress, _results_table, _status_data, console
     from orchestrator.config import load_config
     from orchestrator.loop import Orchestrator
     from orchestrator.session import run_session
 
-    console = Console()
     start = time.monotonic()
     root = Path.cwd() / "demo"
     cfg = load_config(make_demo(root))
