@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from orchestrator.errors import AutoharnessError
+from orchestrator.errors import AutoharnessError, ConfigError
 from orchestrator.proc import redact, secret_values
 
 LOG_FILE = "autoharness.jsonl"
@@ -74,7 +74,7 @@ def configure_logging(logs_dir: Path, *, console_level: str = "info", secrets: l
         console.setLevel(_level(console_level))
         console.setFormatter(structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[*tail, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), pad_event=24)]))
+            processors=[*tail, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]))
         handlers.append(console)
     for handler in handlers:
         setattr(handler, _MARK, True)
@@ -120,6 +120,5 @@ def phase(log: Any, name: str, **fields: Any) -> Iterator[Any]:
 def _level(name: str) -> int:
     level = logging.getLevelName(name.upper())
     if not isinstance(level, int):
-        from orchestrator.errors import ConfigError
         raise ConfigError(f"console_level: unknown log level {name!r}; use debug, info, warning, error or off")
     return level

@@ -80,11 +80,11 @@ class Orchestrator:
         self.store.close()
 
     def phase(self, name: str, n: int) -> None:
-        # Fault injection for the crash-safety tests: SIGKILL ourselves on entering a named phase.
-        if os.environ.get("AUTOHARNESS_KILL_AT") == f"{name}:{n}":
-            os.kill(os.getpid(), signal.SIGKILL)
         if self.on_phase:
             self.on_phase(name, n)
+        # Fault injection for the crash-safety tests: SIGKILL ourselves as a named phase begins.
+        if os.environ.get("AUTOHARNESS_KILL_AT") == f"{name}:{n}":
+            os.kill(os.getpid(), signal.SIGKILL)
 
     # -- set-up ----------------------------------------------------------------------------------------
     @property
@@ -211,6 +211,7 @@ class Orchestrator:
                 if rec.decision == "accepted":
                     self.phase("commit", n)
                     rec.commit_sha = self.repo.commit(wt, self._commit_message(rec), expected_tip=best.commit_sha)
+                    self.phase("record", n)  # committed, not yet recorded: a crash here is undone at restart
                 return self._decide(rec, timer, gate_log, suite)
         except NothingToPropose as exc:
             self.store.event("nothing_left", str(exc), iteration=n)

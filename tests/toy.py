@@ -30,6 +30,7 @@ spec = importlib.util.spec_from_file_location("skills", agent_dir / "agent" / "s
 skills = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(skills)
 traces = os.environ.get("AUTOHARNESS_TRACES_DIR")
+time.sleep(float(os.environ.get("TOY_TASK_SLEEP", "0")))
 for task_id in os.environ["AUTOHARNESS_TASK_IDS"].split(","):
     with log.open("a") as fh:
         fh.write(task_id + " " + ",".join(sorted(skills.KNOWN)) + "\n")
@@ -106,6 +107,38 @@ class ExplodingAgent:
     def propose(self, request):
         (request.worktree / "agent" / "half.py").write_text("partial = True\n")
         raise RuntimeError("backend bug")
+
+    def check(self):
+        return []
+
+
+class PricedReplay:
+    """The replay backend, but every proposal costs one dollar (for budget tests)."""
+
+    def __init__(self, config, config_dir):
+        from agents.replay import ReplayAgent
+        self.inner = ReplayAgent(config, config_dir)
+
+    def propose(self, request):
+        proposal = self.inner.propose(request)
+        proposal.cost_usd = 1.0
+        return proposal
+
+    def check(self):
+        return []
+
+
+class SleepyAgent:
+    """A backend that hangs in a child process (for drain and cancel tests)."""
+
+    def __init__(self, config, config_dir):
+        pass
+
+    def propose(self, request):
+        from agents.base import Proposal, ProposalStatus
+        from orchestrator.proc import run_process
+        run_process(["sleep", "300"], timeout_s=600)
+        return Proposal(ProposalStatus.OK, summary="slept")
 
     def check(self):
         return []
