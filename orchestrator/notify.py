@@ -16,7 +16,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay, wait_exponential
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from orchestrator.errors import ConfigError
 from orchestrator.proc import redact, secret_values

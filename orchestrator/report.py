@@ -216,7 +216,7 @@ class Page:
 
 def plot_png(rows: list[IterationRecord]) -> bytes:
     """Val score per iteration, markers by decision, and the best-so-far line."""
-    from matplotlib.figure import Figure   # no pyplot: no global backend or figure state
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
     from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(9, 3.6), dpi=110)

@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -233,10 +233,10 @@ def test_stop_command_drains_a_running_daemon(queued):  # noqa: F811
 
 def test_window_end_stops_the_night_and_waits(queued):  # noqa: F811
     toy = queued
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if now.second > 50:
         time.sleep(61 - now.second)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
     fire = now.replace(second=0, microsecond=0)
     window_s = (now - fire).total_seconds() + 2.0
     toy.config.write_text(toy.config.read_text() + (
