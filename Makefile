@@ -23,6 +23,9 @@ demo: $(STAMP)
 overnight: $(STAMP)
 	$(BIN)/autoharness run
 
+overnight-tmux: $(STAMP)
+	config/overnight-tmux.sh
+
 lint: $(STAMP)
 	$(BIN)/ruff check orchestrator agents benchmarks tests
 

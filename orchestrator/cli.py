@@ -249,6 +249,9 @@ def report(final: Annotated[bool, typer.Option("--final", help="score the test s
     table.add_row("test", _f(data["baseline_test"]), _f(data["final_test"]) if final or data["final_test"] is not None
                   else "(run report --final)")
     console.print(table)
+    from orchestrator.report import write_report
+    path = write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd)
+    console.print(f"report: {path}", highlight=False)
 
 
 def _f(x: float | None) -> str:

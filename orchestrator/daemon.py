@@ -26,7 +26,10 @@ from orchestrator import heartbeat, proc
 from orchestrator.config import Config
 from orchestrator.errors import ConfigError
 from orchestrator.lock import WorkspaceLock
+from orchestrator.logs import configure_logging
 from orchestrator.loop import Orchestrator
+from orchestrator.notify import NightSummary, Notifier
+from orchestrator.report import write_report
 from orchestrator.session import run_session
 from orchestrator.store import IterationRecord
 
@@ -101,13 +104,15 @@ class Daemon:
 
     # -- sessions ----------------------------------------------------------------------------------------
     def session(self, window_end: float | None) -> str:
-        orch = Orchestrator(self.cfg, on_phase=lambda phase, n: self.beat.set(phase, n))
+        orch = Orchestrator(self.cfg, on_phase=lambda phase, n: self.beat.set(phase, n), log=self.log)
+        first_n = orch.store.next_iteration()
         window_timer = None
         if window_end is not None:
             window_timer = threading.Timer(max(window_end - time.time(), 0), self._window_over)
             window_timer.daemon = True
             window_timer.start()
         self.in_session = True
+        reason = "error"
         try:
             self._note_interrupted(orch)
             reason = run_session(
@@ -119,7 +124,9 @@ class Daemon:
             orch.store.event("interrupted", f"iteration cancelled: {exc}", iteration=n, phase=self.beat.state.get("phase"))
             reason = f"{self.stop_reason or 'cancelled'} (iteration {n} cancelled: {exc}; it is redone next time)"
         except Exception as exc:
-            orch.store.event("error", f"{type(exc).__name__}: {exc}"[:1000])
+            reason = f"error: {type(exc).__name__}: {exc}"[:300]
+            orch.store.event("error", reason)
+            self.log.error("session_error", error=reason)
             self.notifier.error(f"autoharness stopped on an error: {type(exc).__name__}: {exc}")
             raise
         finally:
@@ -127,10 +134,12 @@ class Daemon:
             signal.setitimer(signal.ITIMER_REAL, 0)
             if window_timer:
                 window_timer.cancel()
-            summary = _summary(orch, self.cfg)
+            night = NightSummary.from_store(orch.store, stop_reason=reason,
+                                            budget_usd=self.cfg.loop.budget_usd, first_n=max(first_n, 1))
             orch.close()
+            _write_report(self.cfg, self.log)
         self.log.info("session_end", reason=reason)
-        self.notifier.summary(summary | {"stop_reason": reason})
+        self.notifier.summary(night)
         self.console.print(f"stopped: {reason}", highlight=False)
         return reason
 
@@ -218,32 +227,16 @@ class Daemon:
         self.console.print(f"waiting for the next window: {nxt}", highlight=False)
 
 
-def _summary(orch: Orchestrator, cfg: Config) -> dict[str, Any]:
-    rows = orch.store.iterations()
-    best = orch.store.best()
-    final = orch.store.get("final_test")
-    return {
-        "iterations": sum(1 for r in rows if r.n > 0),
-        "accepted": sum(r.decision == "accepted" for r in rows),
-        "rejected": sum(r.decision == "rejected" for r in rows),
-        "errors": sum(r.decision == "error" for r in rows),
-        "baseline_val": rows[0].val_score if rows else None,
-        "best_val": best.val_score if best else None,
-        "spend_usd": orch.store.spend_usd(),
-        "budget_usd": cfg.loop.budget_usd,
-        "final_test": __import__("json").loads(final).get("score") if final else None,
-    }
+def _observers(cfg: Config) -> tuple[Notifier, Any]:
+    log = configure_logging(cfg.workspace / "logs", console_level="warning")
+    return Notifier(cfg.notify.webhook, log=log), log
 
 
-class _Quiet:
-    """Stand-in observers until logging and notification are configured."""
-
-    def __getattr__(self, _name: str):
-        return lambda *a, **k: None
-
-
-def _observers(cfg: Config) -> tuple[Any, Any]:
-    return _Quiet(), _Quiet()
+def _write_report(cfg: Config, log: Any) -> None:
+    try:
+        write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd)
+    except Exception as exc:  # the morning report must never take the daemon down
+        log.warning("report_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def run_daemon(cfg: Config, console: Console) -> int:

@@ -13,14 +13,18 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import structlog
 
 from agents.base import NothingToPropose, Proposal, ProposalRequest, ProposalStatus
 from agents.fallback import build_agent
 from benchmarks import runner_class
-from orchestrator import analyze, gate, guard
+from orchestrator import analyze, gate, guard, logs
 from orchestrator.config import Config
 from orchestrator.errors import (
     AutoharnessError,
@@ -63,8 +67,11 @@ class Timer:
 
 
 class Orchestrator:
-    def __init__(self, cfg: Config, on_progress: Progress | None = None, on_phase: Callable[[str, int], None] | None = None):
+    def __init__(self, cfg: Config, on_progress: Progress | None = None, on_phase: Callable[[str, int], None] | None = None,
+                 log: Any = None):
         self.cfg = cfg
+        self.log = log or structlog.get_logger("autoharness")
+        self._phase_cm: Any = None
         self.ws = Workspace(cfg.workspace).ensure()
         self.store = Store(self.ws.db)
         self.repo = TargetRepo(cfg.target.repo, cfg.target.base, cfg.target.branch)
@@ -80,11 +87,34 @@ class Orchestrator:
         self.store.close()
 
     def phase(self, name: str, n: int) -> None:
+        """Enter a phase: the previous one ends (logged with its duration), this one starts."""
+        self.end_phase()
+        self._phase_cm = logs.phase(self.log, name, iteration=n)
+        self._phase_cm.__enter__()
         if self.on_phase:
             self.on_phase(name, n)
         # Fault injection for the crash-safety tests: SIGKILL ourselves as a named phase begins.
         if os.environ.get("AUTOHARNESS_KILL_AT") == f"{name}:{n}":
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def end_phase(self, exc: BaseException | None = None) -> None:
+        cm, self._phase_cm = self._phase_cm, None
+        if cm is not None:
+            try:
+                cm.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+            except BaseException as raised:  # logs.phase re-raises what it logged; the caller re-raises it
+                if raised is not exc:
+                    raise
+
+    @contextmanager
+    def traced(self) -> Iterator[None]:
+        """Close the last phase of a step: normally, or as an error with the exception that ended it."""
+        try:
+            yield
+        except BaseException as exc:
+            self.end_phase(exc)
+            raise
+        self.end_phase()
 
     # -- set-up ----------------------------------------------------------------------------------------
     @property
@@ -118,6 +148,10 @@ class Orchestrator:
 
     # -- baseline --------------------------------------------------------------------------------------
     def baseline(self) -> IterationRecord:
+        with self.traced():
+            return self._baseline()
+
+    def _baseline(self) -> IterationRecord:
         existing = self.store.iteration(0)
         if existing is not None:
             return existing
@@ -155,6 +189,12 @@ class Orchestrator:
     # -- one iteration ---------------------------------------------------------------------------------
     def iterate(self) -> IterationRecord:
         """Run one full iteration and record its decision. Raises NothingProposed or BudgetExceeded."""
+        if self.store.iteration(0) is None:
+            self.baseline()
+        with self.traced():
+            return self._iterate()
+
+    def _iterate(self) -> IterationRecord:
         if self.store.iteration(0) is None:
             self.baseline()
         best = self.store.best()
@@ -343,7 +383,8 @@ class Orchestrator:
         best = self.store.best()
         if best is None or not splits.test:
             return None
-        with self.repo.worktree(self.worktree_root / "final-test", best.commit_sha) as wt:
+        with self.traced(), self.repo.worktree(self.worktree_root / "final-test", best.commit_sha) as wt:
+            self.phase("final:test", best.n)
             return self.evaluator.evaluate(wt, best.code_hash, splits.test, "test", label="test")
 
 

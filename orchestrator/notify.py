@@ -41,7 +41,7 @@ class _Permanent(Exception):
 class Notifier:
     def __init__(self, webhook: str, secrets: list[str] | None = None, *, label: str = "autoharness",
                  timeout_s: float = 5.0, attempts: int = 4, backoff_s: float = 0.5, max_wait_s: float = 4.0,
-                 deadline_s: float = 20.0, log: Any = None):
+                 deadline_s: float = 10.0, log: Any = None):
         webhook = webhook.strip()
         if webhook and urlsplit(webhook).scheme not in ("http", "https"):
             raise ConfigError(f"notify.webhook: {urlsplit(webhook).scheme or 'no'} scheme; give an http(s) URL")

@@ -256,3 +256,54 @@ def test_window_end_stops_the_night_and_waits(queued):  # noqa: F811
     proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert_consistent(toy)
+
+
+class _Hook:
+    """A local webhook receiver; `fail=True` answers 500 to everything."""
+
+    def __init__(self, fail: bool = False):
+        import http.server
+        import threading
+        self.bodies: list[dict] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.bodies.append(json.loads(body))
+                self.send_response(500 if fail else 200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_webhook_and_logs(queued, fail):  # noqa: F811
+    toy = queued
+    hook = _Hook(fail=fail)
+    try:
+        toy.config.write_text(toy.config.read_text() + f'[notify]\nwebhook = "{hook.url}"\n')
+        res = run_to_end(toy)
+    finally:
+        hook.close()
+    assert res.returncode == 0, res.stderr
+    assert [r[4] for r in records(toy)][-1] == "accepted"  # a failing webhook never stops the loop
+    events = [b["autoharness"]["event"] for b in hook.bodies]
+    if not fail:
+        assert events == ["accepted", "accepted", "summary"]
+        assert "nothing left to propose" in hook.bodies[-1]["text"]
+    else:
+        assert len(events) > 3 and set(events) == {"accepted", "summary"}  # each message was retried
+    lines = [json.loads(ln) for ln in (toy.workspace / "logs" / "autoharness.jsonl").read_text().splitlines()]
+    gate = [ln for ln in lines if ln.get("phase") == "gate"]
+    assert {"phase_start", "phase_end"} <= {ln["event"] for ln in gate}
+    assert all("duration_s" in ln for ln in gate if ln["event"] == "phase_end")
+    assert (toy.workspace / "report.html").exists()

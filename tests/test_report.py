@@ -1,0 +1,138 @@
+"""The HTML report, built from the records of a real run of the loop on the toy target."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import sqlite3
+import struct
+
+import pytest
+
+from orchestrator.errors import ConfigError
+from orchestrator.report import write_report
+from orchestrator.store import IterationRecord, Store
+from tests.test_loop import SPLIT, TASKS
+from tests.toy import cli, make_toy, skills_file
+
+MARKUP = '# <script>alert("x")</script> & co\n'
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    """A finished run: accepted, guard-rejected, error (a patch that does not apply), val-rejected, accepted;
+    then the final test score."""
+    root = tmp_path_factory.mktemp("report")
+    toy = make_toy(root, TASKS, SPLIT)
+    toy.add_patch("0001-beta.patch", {"agent/skills.py": skills_file("alpha", "beta") + MARKUP}, message="Teach beta")
+    toy.git("branch", "after1", "main")
+    wt = root / "after1"
+    toy.git("worktree", "add", str(wt), "after1")
+    (wt / "agent" / "skills.py").write_text(skills_file("alpha", "beta") + MARKUP)
+    toy.git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "after 1", cwd=wt)
+    toy.git("worktree", "remove", str(wt))
+    toy.add_patch("0002-guard.patch", {"README.md": "cheat\n"}, base="after1", message="Touch the README")
+    (toy.patches / "0003-broken.patch").write_text(
+        "Does not apply\n\ndiff --git a/agent/nope.py b/agent/nope.py\n--- a/agent/nope.py\n+++ b/agent/nope.py\n"
+        "@@ -1 +1 @@\n-old\n+new\n")
+    toy.add_patch("0004-val.patch", {"agent/skills.py": skills_file("alpha", "beta", "delta")}, base="after1",
+                  message="Teach delta (not in val)")
+    toy.add_patch("0005-gamma.patch", {"agent/skills.py": skills_file("alpha", "beta", "gamma")}, base="after1",
+                  message="Teach gamma")
+    toy.git("branch", "-D", "after1")
+    cli(toy, "baseline")
+    for _ in range(6):
+        cli(toy, "run", "--once")
+    cli(toy, "report", "--final")
+    return toy
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_report_holds_every_iteration_and_the_headline(night):
+    db = night.workspace / "state.db"
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    path = write_report(night.workspace, title="toy agent", budget_usd=5.0)
+    assert path == night.workspace / "report.html"
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # read-only
+    page = path.read_text()
+    decisions = re.findall(r'<article class="iteration (\w+)">', page)
+    assert decisions == ["baseline", "accepted", "rejected", "error", "rejected", "accepted"]
+    assert "0.2500 &rarr; <b>1.0000</b>" in page and "(+0.7500)" in page          # val baseline -> best
+    assert "0.3333 &rarr; 1.0000" in page                                          # test baseline -> final
+    assert "5 proposals" in page and "2 accepted" in page and "2 rejected" in page and "1 errors" in page
+    assert "$0.00</b> of $5.00" in page and "unknown cost" not in page
+    assert "outside editable" in page and "README.md" in page                        # guard reason
+    assert "git apply 0003-broken.patch failed" in page                              # error reason
+    assert "does not beat best 0.7500" in page                                       # val reason
+    assert "Teach gamma" in page and "nothing_left" in page.split("<h2>Recent events")[1]
+    assert "<script" not in page and "src=\"http" not in page and "href=\"http" not in page  # self-contained
+
+
+def test_plot_is_an_embedded_png(night):
+    page = write_report(night.workspace).read_text()
+    (b64,) = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    width, height = png_size(base64.b64decode(b64))
+    assert width > 400 and height > 200
+
+
+def test_accepted_diffs_are_escaped_and_collapsible(night):
+    page = write_report(night.workspace).read_text()
+    diffs = re.findall(r"<details><summary>diff \((\d+) files, \d+ lines\)</summary><pre class=\"diff\">(.*?)</pre>",
+                       page, re.S)
+    assert [files for files, _ in diffs] == ["1", "1"]  # only the two accepted changes
+    first = diffs[0][1]
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co" in first
+    assert '<span class="add">+KNOWN = [&#x27;alpha&#x27;, &#x27;beta&#x27;]</span>' in first
+    assert "cheat" not in "".join(d for _, d in diffs)  # rejected diffs are not shown
+
+
+def test_no_held_out_error_text(night):
+    page = write_report(night.workspace).read_text()
+    assert "SECRET-DETAIL-va" not in page and "SECRET-DETAIL-te" not in page
+    # The records do hold the train detail (a sanity check that the assertion above could fail).
+    db = sqlite3.connect(night.workspace / "state.db")
+    assert db.execute("SELECT COUNT(*) FROM results WHERE error LIKE '%SECRET-DETAIL-tr%'").fetchone()[0] > 0
+
+
+def test_unknown_cost_is_flagged_not_zero(night, tmp_path, monkeypatch):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    src = sqlite3.connect(night.workspace / "state.db")
+    dst = sqlite3.connect(ws / "state.db")
+    src.backup(dst)
+    src.close()
+    dst.execute("UPDATE iterations SET cost_usd=NULL WHERE n IN (2, 3)")
+    dst.execute("UPDATE iterations SET cost_usd=0.25 WHERE n=1")
+    dst.commit()
+    dst.close()
+    monkeypatch.setenv("SOME_API_KEY", "toy agent-secret-value")
+    page = write_report(ws, title="toy agent-secret-value").read_text()
+    assert "+ 2 proposals of unknown cost (not counted)" in page
+    assert "$0.2500 + 2 unknown" in page and page.count('<span class="warn">unknown</span>') == 2
+    assert "secret-value" not in page and "[REDACTED]" in page
+
+
+def test_reads_beside_a_live_writer(tmp_path):
+    """A daemon holds state.db open in WAL mode; the report still reads it, and sees its latest rows."""
+    store = Store(tmp_path / "state.db")
+    try:
+        store.record_iteration(IterationRecord(n=0, started_at=0, decided_at=0, decision="baseline", val_score=None))
+        store.record_iteration(IterationRecord(n=1, started_at=1, decided_at=1, decision="error", stage="backend",
+                                               reason="timeout: backend <hung>", cost_usd=None))
+        page = write_report(tmp_path).read_text()
+    finally:
+        store.close()
+    assert re.findall(r'<article class="iteration (\w+)">', page) == ["baseline", "error"]
+    assert "timeout: backend &lt;hung&gt;" in page and "+ 1 proposals of unknown cost" in page
+    (b64,) = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert png_size(base64.b64decode(b64))[0] > 400
+
+
+def test_missing_workspace_is_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="state.db"):
+        write_report(tmp_path)
