@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -44,7 +45,7 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except AutoharnessError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
     return wrapper
 
@@ -422,6 +423,6 @@ def doctor() -> None:
     failed = False
     for c in checks:
         mark = "[green]ok[/green]  " if c.ok else ("[red]FAIL[/red]" if c.fatal else "[yellow]warn[/yellow]")
-        console.print(f"{mark} {c.name}: {c.detail}", highlight=False)
+        console.print(f"{mark} {escape(c.name)}: {escape(c.detail)}", highlight=False)
         failed |= (not c.ok and c.fatal)
     raise typer.Exit(1 if failed else 0)
