@@ -53,7 +53,8 @@ def added_lines(diff: str) -> list[str]:
     return [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
 
 
-def check(worktree: Path, changes: list[Change], diff: str, editable: list[str], held_out: list[str]) -> str | None:
+def check(worktree: Path, changes: list[Change], diff: str, editable: list[str], held_out: list[str],
+          secrets: list[str] = ()) -> str | None:
     """Return the reason to reject, or None when the candidate passes the guard."""
     if not changes:
         return "the proposal changed nothing"
@@ -67,6 +68,9 @@ def check(worktree: Path, changes: list[Change], diff: str, editable: list[str],
         if link.is_symlink() and not link.resolve().is_relative_to(root):
             return f"symlink escapes the worktree: {c.path} -> {os.readlink(link)}"
     lines = added_lines(diff)
+    # A coding agent's shell can read the API keys in its environment; none may land in a commit.
+    if any(secret in line for line in lines for secret in secrets):
+        return "added lines contain the value of a secret environment variable"
     for task_id in held_out:
         pat = id_pattern(task_id)
         if any(pat.search(line) for line in lines):

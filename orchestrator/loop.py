@@ -35,6 +35,7 @@ from orchestrator.errors import (
 )
 from orchestrator.evaluate import CONTEXT_DIR, Evaluator, Outcome, code_hash
 from orchestrator.gitops import TargetRepo
+from orchestrator.proc import secret_values
 from orchestrator.splits import Splits, load_or_freeze, make_splits
 from orchestrator.store import IterationRecord, Store
 from orchestrator.workspace import Workspace, atomic_write, write_json
@@ -288,7 +289,8 @@ class Orchestrator:
             rec.decision, rec.stage, rec.reason = "rejected", stage, reason
             gate_log["stages"].append({"stage": stage, "passed": False, "reason": reason})
 
-        why = guard.check(wt, changes, diff, self.cfg.target.editable, splits.held_out())
+        secrets = secret_values({**os.environ, **self.cfg.backend.env})
+        why = guard.check(wt, changes, diff, self.cfg.target.editable, splits.held_out(), secrets)
         if why:
             return reject("guard", why)
         gate_log["stages"].append({"stage": "guard", "passed": True, "reason": f"{len(changes)} files, all editable"})

@@ -247,3 +247,12 @@ def test_timeout_is_reward_zero_not_dropped(tmp_path):
     reward, cls = db.execute("SELECT reward, error_class FROM results WHERE task_id='tr-hang-9'").fetchone()
     assert (reward, cls) == (0.0, "timeout")
     assert tsv(toy)[0]["evals_total"] == "7"
+
+
+def test_guard_rejects_a_leaked_secret(tmp_path):
+    toy = make_toy(tmp_path, TASKS, SPLIT)
+    toy.add_patch("0001-leak.patch", {"agent/skills.py": skills_file("alpha", "beta") + "KEY = 'sk-toy-0123456789'\n"})
+    cli(toy, "baseline")
+    cli(toy, "run", "--once", env={"TOY_API_KEY": "sk-toy-0123456789"})
+    row = tsv(toy)[1]
+    assert row["decision"] == "rejected" and "secret" in row["reason"]
