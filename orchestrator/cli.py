@@ -68,8 +68,11 @@ def _progress():
 
 
 def _orchestrator(cfg: Config, progress: Callable[[str, int, int], None] | None):
+    from orchestrator.logs import configure_logging
     from orchestrator.loop import Orchestrator
-    return Orchestrator(cfg, on_progress=progress)
+    # Phases go to workspace/logs as JSON lines; the console keeps the progress bars and results.
+    log = configure_logging(cfg.workspace / "logs", console_level="warning")
+    return Orchestrator(cfg, on_progress=progress, log=log)
 
 
 @app.command()

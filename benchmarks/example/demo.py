@@ -68,9 +68,8 @@ def make_demo(root: Path) -> Path:
 
 
 def main() -> None:
-    from orchestrator.cli import _progress, _results_table, _status_data, console
+    from orchestrator.cli import _orchestrator, _progress, _results_table, _status_data, console
     from orchestrator.config import load_config
-    from orchestrator.loop import Orchestrator
     from orchestrator.session import run_session
 
     start = time.monotonic()
@@ -78,7 +77,7 @@ def main() -> None:
     cfg = load_config(make_demo(root))
     console.print(f"[bold]autoharness demo[/bold]: improving the support agent in {root / 'target'}")
     with _progress() as progress:
-        orch = Orchestrator(cfg, on_progress=progress)
+        orch = _orchestrator(cfg, progress)
         try:
             reason = run_session(orch, on_iteration=lambda r: console.print(
                 f"iteration {r.n}: {r.decision}{' (' + r.stage + ')' if r.stage else ''} {r.reason}", highlight=False))
