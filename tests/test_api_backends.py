@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from agents.openai_api import OpenAIAgent
 from orchestrator.config import BackendConfig, BackendSection
 from orchestrator.errors import ConfigError
 from tests.scripted_server import ScriptedServer
+from tests.toy import git, init_repo
 
 SECRET = "sk-test-secret-0123456789"
 PROMPT = "Make the agent greet politely. Failure digest: task t1 says 'rude greeting'."
@@ -38,10 +38,6 @@ EDITS = [
 ]
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     root = tmp_path / "worktree"
@@ -49,9 +45,7 @@ def repo(tmp_path: Path) -> Path:
     (root / "agent" / "__init__.py").write_text("")
     (root / "agent" / "greet.py").write_text("def greet():\n    return 'hey'\n")
     (root / "README.md").write_text("target\n")
-    git(tmp_path, "init", "-q", "-b", "main", str(root))
-    git(root, "add", ".")
-    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    init_repo(root)
     return root
 
 

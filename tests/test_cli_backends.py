@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 import tomllib
 import uuid
@@ -23,6 +22,7 @@ from agents.codex import CodexAgent
 from orchestrator.config import BackendConfig
 from orchestrator.errors import ConfigError
 from tests.scripted_server import ScriptedServer
+from tests.toy import git, init_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-secret-0123456789"
@@ -42,10 +42,6 @@ def cli(name: str) -> str:
     pytest.skip(f"the {name} CLI is not installed (run .ci/install-clis.sh)")
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     root = tmp_path / "worktree"
@@ -53,9 +49,7 @@ def repo(tmp_path: Path) -> Path:
     (root / "agent" / "__init__.py").write_text("")
     (root / "agent" / "greet.py").write_text("def greet():\n    return 'hey'\n")
     (root / "notes.txt").write_text("notes\n")
-    git(tmp_path, "init", "-q", "-b", "main", str(root))
-    git(root, "add", ".")
-    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    init_repo(root)
     (root / "context").mkdir()  # what the orchestrator puts there before a proposal: untracked, kept
     (root / "context" / "trace.json").write_text("{}\n")
     return root

@@ -98,6 +98,18 @@ def skills_file(*known: str) -> str:
 REPO = Path(__file__).resolve().parent.parent
 
 
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def init_repo(root: Path) -> Path:
+    """Make `root` (with its files already written) a git repo on main with one commit."""
+    git(root.parent, "init", "-q", "-b", "main", str(root))
+    git(root, "add", ".")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    return root
+
+
 class ExplodingAgent:
     """A backend with a bug: propose raises something the loop does not know."""
 
