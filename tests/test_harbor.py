@@ -1,0 +1,269 @@
+"""The harbor runner: against a stand-in `harbor` writing job folders from harbor's own result models
+(tests/fixtures/harbor), and against the real harbor 0.24.0 for what it can do on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import benchmarks.harbor as harbor_mod
+from benchmarks.harbor import HarborRunner, glob_escape
+from benchmarks.shims import default_venv
+from orchestrator.config import BenchmarkConfig
+from orchestrator.errors import ConfigError
+from tests.test_e2e_tau2 import cli, dump_toml, git, mentions
+
+FIXTURES = Path(__file__).parent / "fixtures" / "harbor"
+STANDIN = FIXTURES / "harbor"
+STARTERS = Path(__file__).parents[1] / "benchmarks" / "starters"
+CANARY = "HARBOR-CANARY-9931"
+
+
+def agent_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "target"
+    (root / "agent").mkdir(parents=True, exist_ok=True)
+    (root / "agent" / "__init__.py").write_text("")
+    (root / "agent" / "harbor_agent.py").write_text((STARTERS / "harbor_agent.py").read_text())
+    (root / "agent" / "harbor_prompt.txt").write_text((STARTERS / "harbor_prompt.txt").read_text())
+    return root
+
+
+def runner(tmp_path: Path, plan: dict, **over) -> HarborRunner:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    options = {"harbor": str(STANDIN), "tasks": list(plan), "model": "openai/gpt-5",
+               "env": {"HARBOR_STANDIN_PLAN": str(tmp_path / "plan.json"), "HARBOR_STANDIN_LOG": str(tmp_path / "calls.jsonl"),
+                       "HARBOR_STANDIN_CANARY": CANARY}}
+    options.update(over.pop("options", {}))
+    return HarborRunner(BenchmarkConfig(**{"kind": "harbor", "concurrency": 3, "task_timeout_s": 60,
+                                           "options": options, **over}), tmp_path)
+
+
+def calls(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+
+
+def run_call(tmp_path: Path) -> dict:
+    return next(c for c in calls(tmp_path) if c["argv"][:1] == ["run"] and "--help" not in c["argv"])
+
+
+def test_success_partial_failure_costs_and_flags(tmp_path):
+    plan = {"fix-git": "pass", "build-kernel": "fail", "regex-log": "partial", "hello": "unpriced"}
+    r = runner(tmp_path, plan)
+    seen = []
+    r.on_result = lambda task_id, res: seen.append(task_id)
+    target = agent_dir(tmp_path)
+    got = r.run(target, list(plan), traces_dir=None)
+    assert {t: g.reward for t, g in got.items()} == {"fix-git": 1.0, "build-kernel": 0.0, "regex-log": 0.5, "hello": 1.0}
+    assert {t: g.cost_usd for t, g in got.items()} == {"fix-git": 0.0125, "build-kernel": 0.02, "regex-log": 0.01,
+                                                        "hello": None}
+    assert [got[t].error_class for t in plan] == ["", "failed", "failed", ""]
+    assert got["fix-git"].duration_s == 95.0
+    assert sorted(seen) == sorted(plan)
+    call = run_call(tmp_path)
+    argv = call["argv"]
+    assert argv[argv.index("--agent") + 1] == "agent.harbor_agent:Agent"
+    assert argv[argv.index("--n-concurrent") + 1] == "3" and argv[argv.index("--n-attempts") + 1] == "1"
+    assert argv[argv.index("--env") + 1] == "docker" and argv[argv.index("--model") + 1] == "openai/gpt-5"
+    assert argv[argv.index("--dataset") + 1] == "terminal-bench@2.0"
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--include-task-name"] == list(plan)
+    assert call["pythonpath"].split(os.pathsep)[0] == str(target)
+
+
+def test_timeouts_are_failures_not_dropped(tmp_path, monkeypatch):
+    got = runner(tmp_path, {"slow": "agent_timeout", "ok": "pass"}).run(agent_dir(tmp_path), ["slow", "ok"], traces_dir=None)
+    assert got["slow"].reward == 0.0 and got["slow"].error_class == "timeout"
+    assert "AgentTimeoutError" in got["slow"].error and got["ok"].reward == 1.0
+    # A harbor run that never ends is killed; its tasks are timeouts too.
+    monkeypatch.setattr(harbor_mod, "STARTUP_S", 1.0)
+    got = runner(tmp_path / "h", {"stuck": "hang"}, task_timeout_s=1).run(agent_dir(tmp_path), ["stuck"], traces_dir=None)
+    assert got["stuck"].reward == 0.0 and got["stuck"].error_class == "timeout"
+
+
+def test_infra_errors_and_agent_faults(tmp_path):
+    plan = {"env": "env_error", "noreward": "no_reward", "crashy": "agent_crash"}
+    got = runner(tmp_path, plan).run(agent_dir(tmp_path), list(plan), traces_dir=None)
+    assert got["env"].reward is None and got["env"].error_class == "infra"
+    assert got["env"].error.startswith("EnvironmentStartTimeoutError: Environment start timed out")
+    assert got["noreward"].reward is None and "RewardFileNotFoundError" in got["noreward"].error
+    assert got["crashy"].reward == 0.0 and got["crashy"].error_class == "agent_error"
+
+
+def test_crashed_run_keeps_finished_trials(tmp_path):
+    got = runner(tmp_path, {"first": "pass", "second": "crash"}).run(agent_dir(tmp_path), ["first", "second"],
+                                                                    traces_dir=None)
+    assert got["first"].reward == 1.0
+    assert got["second"].reward is None and got["second"].error_class == "crash"
+    assert "exited 1" in got["second"].error and "harbor crashed" in got["second"].error
+
+
+def test_malformed_and_missing_output(tmp_path):
+    plan = {"garbled": "malformed", "absent": "missing", "fine": "pass"}
+    got = runner(tmp_path, plan).run(agent_dir(tmp_path), list(plan), traces_dir=None)
+    assert got["garbled"].reward is None and got["garbled"].error_class == "bad_output"
+    assert "malformed" in got["garbled"].error
+    assert got["absent"].reward is None and got["absent"].error_class == "bad_output"
+    assert got["fine"].reward == 1.0
+
+
+def test_trials_are_attempts_and_averaged(tmp_path):
+    got = runner(tmp_path, {"flaky": ["fail", "pass"]}, trials=2).run(agent_dir(tmp_path), ["flaky"], traces_dir=None)
+    assert got["flaky"].reward == 0.5 and got["flaky"].cost_usd == pytest.approx(0.0325)
+    argv = run_call(tmp_path)["argv"]
+    assert argv[argv.index("--n-attempts") + 1] == "2"
+
+
+def test_no_job_folder_or_trace_remains_for_val_and_test(tmp_path, monkeypatch):
+    tmp_root = tmp_path / "tmp"
+    tmp_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_root))
+    target = agent_dir(tmp_path)
+    before = {p for p in target.rglob("*")}
+    r = runner(tmp_path, {"a": "pass", "b": "agent_timeout"})
+    r.run(target, ["a", "b"], traces_dir=None)
+    assert list(tmp_root.iterdir()) == []
+    assert {p for p in target.rglob("*")} == before
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and CANARY in p.read_text(errors="replace")]
+    assert Path(run_call(tmp_path)["cwd"]).is_relative_to(tmp_root)     # harbor ran inside the scratch folder
+    # Train: the trial folders become traces (and the canary shows the search above can find them).
+    traces = tmp_path / "traces"
+    r.run(target, ["a", "b"], traces_dir=traces)
+    assert list(tmp_root.iterdir()) == []
+    names = sorted(p.relative_to(traces).parts[0] for p in traces.glob("*/*/result.json"))
+    assert names == ["a", "b"]
+    assert len([p for p in traces.rglob("trajectory.json") if CANARY in p.read_text()]) == 2
+
+
+def test_flags_are_checked_against_the_installed_help(tmp_path):
+    r = runner(tmp_path, {"a": "pass"}, options={"extra_args": ["--bogus-flag", "1"]})
+    with pytest.raises(ConfigError, match="harbor 0.24.0 does not understand --bogus-flag"):
+        r.run(agent_dir(tmp_path), ["a"], traces_dir=None)
+    ok = runner(tmp_path, {"a": "pass"}, options={"extra_args": ["--timeout-multiplier", "2"],
+                                                  "agent_kwargs": {"temperature": "0.2"}})
+    assert ok.run(agent_dir(tmp_path), ["a"], traces_dir=None)["a"].reward == 1.0
+
+
+def test_task_names_are_matched_literally(tmp_path):
+    assert glob_escape("weird[1]*") == "weird[[]1][*]"
+    got = runner(tmp_path, {"weird[1]": "pass", "weird1": "fail"}).run(agent_dir(tmp_path), ["weird[1]"], traces_dir=None)
+    assert got == {"weird[1]": got["weird[1]"]} and got["weird[1]"].reward == 1.0
+
+
+def test_tasks_from_a_downloaded_dataset_and_config_errors(tmp_path):
+    ds = tmp_path / "data" / "terminal-bench"
+    for name in ("b-task", "a-task"):
+        (ds / name).mkdir(parents=True)
+        (ds / name / "task.toml").write_text("")
+    (ds / "not-a-task").mkdir()
+    r = HarborRunner(BenchmarkConfig(kind="harbor", options={"harbor": str(STANDIN), "path": "data/terminal-bench"}),
+                     tmp_path)
+    assert r.tasks() == ["a-task", "b-task"]
+    assert "--path" in r.argv(["a-task"], tmp_path) and "--dataset" not in r.argv(["a-task"], tmp_path)
+    with pytest.raises(ConfigError, match="give `tasks`"):
+        HarborRunner(BenchmarkConfig(kind="harbor", options={"harbor": str(STANDIN)}), tmp_path).tasks()
+    with pytest.raises(ConfigError, match="benchmark.options.envs: unknown key"):
+        HarborRunner(BenchmarkConfig(kind="harbor", options={"envs": {}}), tmp_path)
+
+
+def test_doctor_reports_what_a_real_run_needs(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("DAYTONA_API_KEY", raising=False)
+    checks = {c.name: c for c in runner(tmp_path, {"a": "pass"}).check()}
+    assert checks["harbor"].ok and checks["harbor version"].ok and checks["harbor flags"].ok
+    assert checks["harbor tasks"].ok and not checks["harbor model"].ok
+    assert "docker engine" in checks and "docker compose" in checks
+    cloud = {c.name: c for c in runner(tmp_path, {"a": "pass"}, options={"environment": "daytona"}).check()}
+    assert not cloud["daytona credentials"].ok and "DAYTONA_API_KEY is not set" in cloud["daytona credentials"].detail
+    missing = HarborRunner(BenchmarkConfig(kind="harbor", options={"harbor": "no/such/harbor"}), tmp_path).check()
+    assert [c.ok for c in missing] == [False] and "not found" in missing[0].detail
+
+
+# -- the real harbor
+
+@pytest.fixture(scope="module")
+def real_harbor() -> Path:
+    path = default_venv("harbor") / "bin" / "harbor"
+    if not path.is_file():
+        msg = f"{path} missing: run .ci/install-benchmarks.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def test_fixtures_match_the_installed_harbor(real_harbor):
+    """The stand-in's help, version and result files are what the pinned harbor produces and accepts."""
+    env = {**os.environ, **harbor_mod.HELP_ENV}
+    out = subprocess.run([str(real_harbor), "run", "--help"], capture_output=True, text=True, env=env, check=True)
+    assert harbor_mod._FLAG.findall(out.stdout) == harbor_mod._FLAG.findall((FIXTURES / "run-help.txt").read_text())
+    code = ("import sys, pathlib; from harbor.models.trial.result import TrialResult; "
+            "from harbor.models.job.result import JobResult; d = pathlib.Path(sys.argv[1]); "
+            "[TrialResult.model_validate_json(p.read_text()) for p in d.glob('trial-*.json')]; "
+            "JobResult.model_validate_json((d / 'job.json').read_text()); print('ok')")
+    res = subprocess.run([str(real_harbor.parent / "python"), "-c", code, str(FIXTURES)], capture_output=True, text=True)
+    assert res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_real_harbor_run_without_a_sandbox_is_an_infra_error(real_harbor, tmp_path):
+    """Real harbor on a real local task: no usable docker here, so every task is an infra error, not a 0."""
+    ds = tmp_path / "ds"
+    for name in ("hello-one", "hello-two"):
+        subprocess.run([str(real_harbor), "init", "--task", f"demo/{name}", "--no-package", "--no-pytest", "-o", str(ds)],
+                       check=True, capture_output=True)
+    r = HarborRunner(BenchmarkConfig(kind="harbor", concurrency=2, task_timeout_s=120,
+                                     options={"harbor": str(real_harbor), "path": str(ds)}), tmp_path)
+    assert r.tasks() == ["hello-one", "hello-two"]
+    got = r.run(agent_dir(tmp_path), r.tasks(), traces_dir=None)
+    assert {g.reward for g in got.values()} == {None}
+    assert all(g.error_class in ("crash", "infra") and g.error for g in got.values())
+    # The starter agent imports under the real harbor, as a harbor agent.
+    code = ("from agent.harbor_agent import Agent; from harbor.agents.base import BaseAgent; "
+            "print(issubclass(Agent, BaseAgent), Agent.name())")
+    res = subprocess.run([str(real_harbor.parent / "python"), "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(agent_dir(tmp_path)), "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert res.stdout.split() == ["True", "autoharness-agent"], res.stderr[-2000:]
+
+
+def test_loop_end_to_end_with_the_stand_in(tmp_path):
+    """init --benchmark harbor, baseline, one replayed proposal through the gate; no val/test job folder left."""
+    target, patches, scratch_tmp = tmp_path / "target", tmp_path / "patches", tmp_path / "tmp"
+    for d in (target, patches, scratch_tmp):
+        d.mkdir()
+    git(target, "init", "-q", "-b", "main")
+    git(target, "commit", "-q", "--allow-empty", "-m", "initial")
+    env = {"TMPDIR": str(scratch_tmp)}
+    cli(tmp_path, "init", "--target", "target", "--benchmark", "harbor", "--backend", "replay", env=env)
+    git(target, "add", "-A")
+    git(target, "commit", "-qm", "starter")
+    marker = "Verify every result before you set task_complete."
+    gated = {"marker": marker, "with": "pass", "without": "fail"}
+    plan = {"tr-easy": "pass", "tr-hard": gated, "va-one": gated, "va-two": gated, "te-one": gated}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    data = tomllib.loads((tmp_path / "autoharness.toml").read_text())
+    del data["benchmark"]["options"]["path"]
+    data["benchmark"]["options"].update(harbor=str(STANDIN), tasks=list(plan), env={
+        "HARBOR_STANDIN_PLAN": str(tmp_path / "plan.json"), "HARBOR_STANDIN_CANARY": CANARY})
+    data["benchmark"]["split"] = {"train": ["tr-easy", "tr-hard"], "val": ["va-one", "va-two"], "test": ["te-one"]}
+    data["loop"] = {"max_iterations": 1}
+    (tmp_path / "autoharness.toml").write_text(dump_toml(data) + "\n")
+    git(target, "worktree", "add", "-q", "--detach", str(tmp_path / "wt"), "main")
+    prompt = tmp_path / "wt" / "agent" / "harbor_prompt.txt"
+    prompt.write_text(prompt.read_text() + f"\n{marker}\n")
+    (patches / "0001-verify.patch").write_text(git(tmp_path / "wt", "diff"))
+    git(target, "worktree", "remove", "--force", str(tmp_path / "wt"))
+
+    cli(tmp_path, "baseline", env=env)
+    assert "accepted" in cli(tmp_path, "run", "--once", env=env).stdout
+    rows = (tmp_path / "workspace" / "results.tsv").read_text().splitlines()[1:]
+    assert [(r.split("\t")[1], r.split("\t")[6]) for r in rows] == [("0.0000", "baseline"), ("1.0000", "accepted")]
+    assert mentions(tmp_path / "workspace", f"{CANARY}-tr-hard")
+    for task in ("va-one", "va-two", "te-one"):
+        assert mentions(tmp_path, f"{CANARY}-{task}") == [], task
+    assert [p for p in scratch_tmp.rglob("*") if p.is_file() or p.name.startswith("autoharness-harbor-")] == []
