@@ -86,6 +86,11 @@ class Orchestrator:
 
     def close(self) -> None:
         self.store.close()
+        for folder in (self.worktree_root, self.worktree_root.parent):
+            try:
+                folder.rmdir()  # only when empty: another workspace's worktrees may live beside ours
+            except OSError:
+                pass
 
     def phase(self, name: str, n: int) -> None:
         """Enter a phase: the previous one ends (logged with its duration), this one starts."""
