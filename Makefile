@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo overnight overnight-tmux lint bench clean
+.PHONY: install tools test demo overnight overnight-tmux lint bench clean
 
 install: $(STAMP)
 
@@ -14,7 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# The real coding-agent CLIs (npm) and the benchmarks' own Python 3.12 environments, for the tests that drive
+# them. Outside CI a missing prerequisite (npm, Python 3.12) is reported and those tests skip with a reason.
+tools:
+	@for s in .ci/install-*.sh; do bash $$s || { [ -z "$$CI" ] && echo "note: $$s failed; the tests that need it will skip"; } || exit 1; done
+
+test: $(STAMP) tools
 	$(BIN)/pytest -q
 
 demo: $(STAMP)

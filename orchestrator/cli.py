@@ -6,24 +6,19 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from orchestrator.config import Config, load_config
+from orchestrator.console import console, err_console, progress_bars
 from orchestrator.errors import AutoharnessError, BudgetExceeded, NothingProposed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Improve an AI agent overnight.")
-# Piped output (CI logs, `make demo | tee`) gets a wide table instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 150)
-err_console = Console(stderr=True)
 
 
 class State:
@@ -54,19 +49,6 @@ def _config() -> Config:
     return load_config(STATE.config_path)
 
 
-@contextmanager
-def _progress():
-    """Rich progress bars for benchmark runs; yields the callback the evaluator calls."""
-    bars: dict[str, int] = {}
-    with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
-        def update(label: str, done: int, total: int) -> None:
-            if label not in bars:
-                bars[label] = progress.add_task(label, total=total)
-            progress.update(bars[label], completed=done, total=total)
-        yield update
-
-
 def _orchestrator(cfg: Config, progress: Callable[[str, int, int], None] | None):
     from orchestrator.logs import configure_logging
     from orchestrator.loop import Orchestrator
@@ -81,7 +63,7 @@ def baseline() -> None:
     """Freeze the splits and score the base commit on train, val and test."""
     from orchestrator.lock import WorkspaceLock
     cfg = _config()
-    with WorkspaceLock(cfg.workspace / "run.lock"), _progress() as progress:
+    with WorkspaceLock(cfg.workspace / "run.lock"), progress_bars() as progress:
         orch = _orchestrator(cfg, progress)
         try:
             orch.reconcile()
@@ -100,7 +82,7 @@ def run(once: Annotated[bool, typer.Option("--once", help="run a single iteratio
         from orchestrator.daemon import run_daemon
         raise typer.Exit(run_daemon(cfg, console=console))
     from orchestrator.lock import WorkspaceLock
-    with WorkspaceLock(cfg.workspace / "run.lock"), _progress() as progress:
+    with WorkspaceLock(cfg.workspace / "run.lock"), progress_bars() as progress:
         orch = _orchestrator(cfg, progress)
         try:
             orch.reconcile()
@@ -232,7 +214,7 @@ def report(final: Annotated[bool, typer.Option("--final", help="score the test s
     cfg = _config()
     if final:
         from orchestrator.lock import WorkspaceLock
-        with WorkspaceLock(cfg.workspace / "run.lock"), _progress() as progress:
+        with WorkspaceLock(cfg.workspace / "run.lock"), progress_bars() as progress:
             orch = _orchestrator(cfg, progress)
             try:
                 out = orch.score_test()

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from orchestrator import heartbeat, proc
 from orchestrator.config import Config
+from orchestrator.console import ProgressFn, progress_bars
 from orchestrator.errors import ConfigError
 from orchestrator.lock import WorkspaceLock
 from orchestrator.logs import configure_logging
@@ -104,7 +105,11 @@ class Daemon:
 
     # -- sessions ----------------------------------------------------------------------------------------
     def session(self, window_end: float | None) -> str:
-        orch = Orchestrator(self.cfg, on_phase=lambda phase, n: self.beat.set(phase, n), log=self.log)
+        with progress_bars() as bars:
+            return self._session(window_end, bars)
+
+    def _session(self, window_end: float | None, bars: ProgressFn) -> str:
+        orch = Orchestrator(self.cfg, on_progress=bars, on_phase=lambda phase, n: self.beat.set(phase, n), log=self.log)
         first_n = orch.store.next_iteration()
         window_timer = None
         if window_end is not None:

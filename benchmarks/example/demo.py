@@ -68,15 +68,16 @@ def make_demo(root: Path) -> Path:
 
 
 def main() -> None:
-    from orchestrator.cli import _orchestrator, _progress, _results_table, _status_data, console
+    from orchestrator.cli import _orchestrator, _results_table, _status_data
     from orchestrator.config import load_config
+    from orchestrator.console import console, progress_bars
     from orchestrator.session import run_session
 
     start = time.monotonic()
     root = Path.cwd() / "demo"
     cfg = load_config(make_demo(root))
     console.print(f"[bold]autoharness demo[/bold]: improving the support agent in {root / 'target'}")
-    with _progress() as progress:
+    with progress_bars() as progress:
         orch = _orchestrator(cfg, progress)
         try:
             reason = run_session(orch, on_iteration=lambda r: console.print(

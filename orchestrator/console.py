@@ -1,0 +1,34 @@
+"""Terminal output: results on stdout, progress bars and errors on stderr."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+# Piped output (CI logs, `make demo | tee`) gets a wide table instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 150)
+err_console = Console(stderr=True)
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@contextmanager
+def progress_bars() -> Iterator[ProgressFn]:
+    """A bar per running benchmark pass (train, suite, val, ...), gone when the pass is done.
+
+    Yields the callback the evaluator calls with (label, done, total). Off when stderr is not a terminal.
+    """
+    bars: dict[str, int] = {}
+    with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+        def update(label: str, done: int, total: int) -> None:
+            if label not in bars:
+                bars[label] = progress.add_task(label, total=total)
+            progress.update(bars[label], completed=done, total=total)
+            if done >= total:
+                progress.remove_task(bars.pop(label))
+        yield update
