@@ -50,15 +50,23 @@ class TargetRepo:
             return None
 
     def ensure_branch(self) -> str:
-        """Create `branch` from `base` if missing; return its tip."""
-        tip = self._sha(f"refs/heads/{self.branch}")
-        if tip:
-            return tip
+        """Create `branch` from `base` for a fresh run; return its tip.
+
+        An existing `branch` that is not at `base` holds an earlier run's commits: a fresh workspace must
+        not silently build on them.
+        """
         base = self._sha(self.base)
         if base is None:
             raise ConfigError(f"target.base: {self.base!r} is not a branch or commit of {self.path}")
-        self.repo.git.update_ref(f"refs/heads/{self.branch}", base, "")
-        return base
+        tip = self._sha(f"refs/heads/{self.branch}")
+        if tip is None:
+            self.repo.git.update_ref(f"refs/heads/{self.branch}", base, "")
+            return base
+        if tip != base:
+            raise ConfigError(
+                f"target.branch: {self.branch!r} already exists in {self.path} with commits not on "
+                f"{self.base!r} (an earlier run?); delete it, or choose another target.branch")
+        return tip
 
     def tip(self) -> str:
         sha = self._sha(f"refs/heads/{self.branch}")
@@ -117,11 +125,32 @@ class TargetRepo:
         self.repo.git.worktree("prune")
         return removed
 
+    def refs(self) -> dict[str, str]:
+        """Every ref of the target and what it points at."""
+        out = self.repo.git.for_each_ref("--format=%(refname) %(objectname)")
+        return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+    def restore_refs(self, before: dict[str, str]) -> list[str]:
+        """Put back every ref that moved, appeared or vanished since `before`; return their names."""
+        after = self.refs()
+        changed = sorted(r for r in before.keys() | after.keys() if before.get(r) != after.get(r))
+        for ref in changed:
+            if ref in before:
+                self.repo.git.update_ref(ref, before[ref])
+            else:
+                self.repo.git.update_ref("-d", ref)
+        return changed
+
     # -- candidate changes -----------------------------------------------------------------------------
     @staticmethod
-    def stage_all(worktree: Path) -> list[Change]:
-        """Stage every change (untracked included) in the worktree's own index; list what changed."""
+    def stage_all(worktree: Path, base: str) -> list[Change]:
+        """Stage every change since `base` (untracked files included) in the worktree's own index.
+
+        HEAD goes back to `base` first (keeping the files), so commits the coding agent made itself are
+        part of the candidate's diff and cannot slip past the guard.
+        """
         wt = git.Repo(worktree)
+        wt.git.reset("--soft", base)
         wt.git.add("-A", "--force", ".")
         out = wt.git.diff("--cached", "--name-status", "-z", "--no-renames", "HEAD")
         parts = [p for p in out.split("\0") if p]

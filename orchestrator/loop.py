@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import git
 import structlog
 
 from agents.base import NothingToPropose, Proposal, ProposalRequest, ProposalStatus
@@ -142,7 +143,12 @@ class Orchestrator:
     def reconcile(self) -> list[str]:
         """Bring git in line with the records after a crash; return what was done."""
         done = [f"removed stale worktree {p}" for p in self.repo.prune_worktrees(self.worktree_root)]
+        self.repo.check_branch_free(self.worktree_root)
         best = self.store.best()
+        if best is not None and best.config_hash and best.config_hash != self.cfg.digest():
+            self.store.event("config_changed", "the config differs from the one of the best iteration",
+                             before=best.config_hash, after=self.cfg.digest())
+            self.log.info("config_changed", before=best.config_hash, after=self.cfg.digest())
         if best is not None:
             tip = self.repo.tip()
             if tip != best.commit_sha:
@@ -237,7 +243,11 @@ class Orchestrator:
                     attempts=self._attempts(), learnings=self._learnings_text() or "(none yet)",
                 ), splits)
                 atomic_write(idir / "prompt.md", prompt)
-                proposal = self._propose(wt, prompt, n, idir, budget_left=self.cfg.loop.budget_usd - spend)
+                refs_before = self.repo.refs()
+                try:
+                    proposal = self._propose(wt, prompt, n, idir, budget_left=self.cfg.loop.budget_usd - spend)
+                finally:
+                    moved = self.repo.restore_refs(refs_before)
                 # Spend is recorded the moment it is known, so a crash before the decision cannot hide it.
                 self.store.event("proposal", proposal.status.value, iteration=n, cost_usd=proposal.cost_usd,
                                  backend=proposal.backend)
@@ -253,6 +263,12 @@ class Orchestrator:
                     return self._decide(rec, timer, gate_log, suite)
                 # 4. gate
                 self.phase("gate", n)
+                if moved:
+                    self.store.event("refs_restored", "the coding agent moved refs of the target", iteration=n, refs=moved)
+                    rec.decision, rec.stage = "rejected", "guard"
+                    rec.reason = f"the proposal changed refs of the target repo (restored): {', '.join(moved[:5])}"
+                    gate_log["stages"].append({"stage": "guard", "passed": False, "reason": rec.reason})
+                    return self._decide(rec, timer, gate_log, suite)
                 self._gate(wt, rec, best, splits, suite, timer, gate_log, idir)
                 if rec.decision == "accepted":
                     self.phase("commit", n)
@@ -266,6 +282,10 @@ class Orchestrator:
             raise
         except AutoharnessError as exc:
             rec.stage, rec.reason = "error", str(exc)[:500]
+            return self._decide(rec, timer, gate_log, suite)
+        except git.GitCommandError as exc:
+            # A worktree the coding agent broke (deleted .git, corrupted its index) is its failure, not ours.
+            rec.stage, rec.reason = "git", f"git failed on the candidate: {exc}"[:500]
             return self._decide(rec, timer, gate_log, suite)
         except Exception as exc:
             # Unknown: recorded as an event (the iteration stays undecided, to be redone) and re-raised.
@@ -285,7 +305,7 @@ class Orchestrator:
     def _gate(self, wt: Path, rec: IterationRecord, best: IterationRecord, splits: Splits, suite: gate.Suite,
               timer: Timer, gate_log: dict, idir: Path) -> None:
         g = self.cfg.gate
-        changes = self.repo.stage_all(wt)
+        changes = self.repo.stage_all(wt, best.commit_sha)
         diff = self.repo.staged_diff(wt)
         atomic_write(idir / "diff.patch", diff + ("\n" if diff and not diff.endswith("\n") else ""))
         gate_log["changed"] = [f"{c.status} {c.path}" for c in changes]

@@ -256,3 +256,43 @@ def test_guard_rejects_a_leaked_secret(tmp_path):
     cli(toy, "run", "--once", env={"TOY_API_KEY": "sk-toy-0123456789"})
     row = tsv(toy)[1]
     assert row["decision"] == "rejected" and "secret" in row["reason"]
+
+
+@pytest.mark.parametrize(("options", "decision"), [
+    ("", "accepted"),
+    ('extra = "README.md"', "rejected"),
+    ("move_base = true", "rejected"),
+])
+def test_commits_and_ref_moves_by_the_agent_cannot_slip_past(tmp_path, options, decision):
+    toy = make_toy(tmp_path, TASKS, SPLIT, backend=f'kind = "tests.toy:MischiefAgent"\n[backend.options]\n{options}')
+    main_before = toy.git("rev-parse", "main")
+    cli(toy, "baseline")
+    cli(toy, "run", "--once")
+    row = tsv(toy)[1]
+    assert row["decision"] == decision, row
+    assert toy.git("rev-parse", "main") == main_before
+    log = toy.git("log", "--format=%s", "autoharness").splitlines()
+    if decision == "accepted":
+        # One commit of ours on top of base; the agent's own commit is folded into it.
+        assert log == ["autoharness: iteration 1, val 0.2500 -> 0.7500", "initial"]
+    else:
+        assert log == ["initial"]
+        assert ("README.md" in row["reason"]) if "extra" in options else ("refs/heads/main" in row["reason"])
+
+
+def test_fresh_workspace_refuses_a_branch_left_by_an_earlier_run(queued):
+    toy = queued
+    cli(toy, "baseline")
+    cli(toy, "run", "--once")
+    import shutil
+    shutil.rmtree(toy.workspace)
+    res = cli(toy, "baseline", check=False)
+    assert res.returncode == 2 and "already exists" in res.stderr
+
+
+def test_branch_checked_out_by_the_user_is_refused(queued):
+    toy = queued
+    cli(toy, "baseline")
+    toy.git("checkout", "-q", "autoharness")
+    res = cli(toy, "run", "--once", check=False)
+    assert res.returncode == 2 and "is checked out" in res.stderr

@@ -156,6 +156,29 @@ class SleepyAgent:
         return []
 
 
+class MischiefAgent:
+    """A backend that does what a careless coding agent might: commits its own change (option `extra`
+    adds a file outside editable to that commit) or moves the target's base branch (option `move_base`)."""
+
+    def __init__(self, config, config_dir):
+        self.options = config.options
+
+    def propose(self, request):
+        from agents.base import Proposal, ProposalStatus
+        wt = request.worktree
+        (wt / "agent" / "skills.py").write_text(skills_file("alpha", "beta"))
+        if self.options.get("extra"):
+            (wt / self.options["extra"]).write_text("sneaked in\n")
+        git(wt, "add", "-A")
+        git(wt, "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qm", "agent's own commit")
+        if self.options.get("move_base"):
+            git(wt, "update-ref", "refs/heads/main", "HEAD")
+        return Proposal(ProposalStatus.OK, summary="taught beta")
+
+    def check(self):
+        return []
+
+
 def cli(toy: Toy, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real `autoharness` command on the toy's config."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
