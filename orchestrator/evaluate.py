@@ -7,7 +7,6 @@ same code is never benchmarked twice. For val and test only the reward and an er
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,23 +21,17 @@ from orchestrator.store import Store, StoredResult
 CONTEXT_DIR = ".autoharness"  # the prompt's context folder inside a worktree; never part of the code
 
 
-def code_hash(tree: Path, editable: list[str], bench: BenchmarkConfig) -> str:
-    """Hash of the editable files' paths and contents, salted with the benchmark settings."""
+def code_hash(entries: list[tuple[str, str]], editable: list[str], bench: BenchmarkConfig) -> str:
+    """Hash of the editable files (git tree entries: path, blob id), salted with the benchmark settings.
+
+    Taken from what is (or will be) committed, so files the benchmark or the agent leave lying around
+    (caches, bytecode) neither change it nor get benchmarked under it.
+    """
     h = hashlib.sha256()
     h.update(bench.model_dump_json(exclude={"split", "concurrency"}).encode())
-    for dirpath, dirnames, filenames in os.walk(tree):
-        dirnames[:] = sorted(d for d in dirnames if d not in (".git", CONTEXT_DIR))
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            rel = full.relative_to(tree).as_posix()
-            if not is_editable(rel, editable):
-                continue
-            h.update(rel.encode() + b"\0")
-            if full.is_symlink():
-                h.update(b"link:" + os.readlink(full).encode())
-            else:
-                h.update(full.read_bytes())
-            h.update(b"\0")
+    for path, blob in sorted(entries):
+        if is_editable(path, editable):
+            h.update(f"{path}\0{blob}\0".encode())
     return h.hexdigest()
 
 

@@ -24,6 +24,8 @@ AUTHOR = {
 }
 # The target's hooks and signing config must not run inside (or block) our commits.
 SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"]
+# Never part of a candidate, whatever the target's .gitignore says: caches that running code leaves behind.
+EXCLUDES = Path(__file__).with_name("candidate-excludes")
 
 
 @dataclass
@@ -147,14 +149,36 @@ class TargetRepo:
         """Stage every change since `base` (untracked files included) in the worktree's own index.
 
         HEAD goes back to `base` first (keeping the files), so commits the coding agent made itself are
-        part of the candidate's diff and cannot slip past the guard.
+        part of the candidate's diff and cannot slip past the guard. What is not staged (ignored files,
+        caches) is then deleted, so the files the benchmark scores are exactly the ones committed.
         """
         wt = git.Repo(worktree)
         wt.git.reset("--soft", base)
-        wt.git.add("-A", "--force", ".")
+        wt.git.execute(["git", "-c", f"core.excludesFile={EXCLUDES}", "add", "-A", "."])
+        wt.git.clean("-ffdxq")
         out = wt.git.diff("--cached", "--name-status", "-z", "--no-renames", "HEAD")
         parts = [p for p in out.split("\0") if p]
         return [Change(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+
+    @staticmethod
+    def reset_clean(worktree: Path, commit: str) -> None:
+        """Back to a pristine checkout of `commit`: what a benchmark run left behind is gone."""
+        wt = git.Repo(worktree)
+        wt.git.reset("-q", "--hard", commit)
+        wt.git.clean("-ffdxq")
+
+    @staticmethod
+    def tree_entries(worktree: Path, treeish: str | None = None) -> list[tuple[str, str]]:
+        """(path, blob id) of every file in `treeish`, or in the worktree's index when None."""
+        wt = git.Repo(worktree)
+        tree = treeish or wt.git.write_tree()
+        out = wt.git.ls_tree("-r", "-z", "--full-tree", tree)
+        entries = []
+        for item in out.split("\0"):
+            if item:
+                meta, path = item.split("\t", 1)
+                entries.append((path, meta.split()[2]))
+        return entries
 
     @staticmethod
     def staged_diff(worktree: Path) -> str:

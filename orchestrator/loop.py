@@ -137,8 +137,9 @@ class Orchestrator:
             self._splits = load_or_freeze(self.ws.splits, wanted)
         return self._splits
 
-    def hash_of(self, tree: Path) -> str:
-        return code_hash(tree, self.cfg.target.editable, self.cfg.benchmark)
+    def hash_of(self, worktree: Path, treeish: str | None = None) -> str:
+        """The cache key of a commit (`treeish`) or of the staged candidate (None)."""
+        return code_hash(self.repo.tree_entries(worktree, treeish), self.cfg.target.editable, self.cfg.benchmark)
 
     def reconcile(self) -> list[str]:
         """Bring git in line with the records after a crash; return what was done."""
@@ -174,7 +175,7 @@ class Orchestrator:
         self.repo.check_branch_free(self.worktree_root)
         wt_path = self.worktree_root / "baseline"
         with self.repo.worktree(wt_path, tip) as wt:
-            chash = self.hash_of(wt)
+            chash = self.hash_of(wt, tip)
             self.phase("baseline:train", 0)
             train = timer.add(self.evaluator.evaluate(wt, chash, splits.train, "train", label="baseline train"))
             self.phase("baseline:val", 0)
@@ -229,6 +230,7 @@ class Orchestrator:
                 # 1. benchmark train on the best code (cached after the first time)
                 self.phase("train", n)
                 train = timer.add(self.evaluator.evaluate(wt, best.code_hash, splits.train, "train", label="train"))
+                self.repo.reset_clean(wt, best.commit_sha)  # the coding agent starts from a pristine checkout
                 # 2. analyze
                 self.phase("analyze", n)
                 context = wt / CONTEXT_DIR

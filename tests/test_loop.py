@@ -296,3 +296,25 @@ def test_branch_checked_out_by_the_user_is_refused(queued):
     toy.git("checkout", "-q", "autoharness")
     res = cli(toy, "run", "--once", check=False)
     assert res.returncode == 2 and "is checked out" in res.stderr
+
+
+def test_ignored_and_cache_files_are_neither_committed_nor_scored(tmp_path):
+    toy = make_toy(tmp_path, TASKS, SPLIT)
+    (toy.target / ".gitignore").write_text("agent/extra.txt\n")
+    toy.git("add", ".gitignore")
+    toy.git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "ignore")
+    # The candidate teaches beta through a file the target ignores (plus bytecode junk): had the ignored
+    # file stayed on disk, the benchmark would credit the candidate with code that is never committed.
+    toy.add_patch("0001-ignored.patch", {
+        "agent/skills.py": "import pathlib\nextra = pathlib.Path(__file__).with_name('extra.txt')\n"
+                           "KNOWN = ['alpha'] + (extra.read_text().split() if extra.exists() else [])\n",
+        "agent/extra.txt": "beta\n",
+        "agent/__pycache__/x.pyc": "junk\n",
+    }, base="main")
+    assert "b/agent/extra.txt" in (toy.patches / "0001-ignored.patch").read_text()
+    cli(toy, "baseline")
+    cli(toy, "run", "--once")
+    row = tsv(toy)[1]
+    assert row["decision"] == "rejected" and row["reason"].startswith("val"), row
+    diff = (toy.workspace / "iterations" / "1" / "diff.patch").read_text()
+    assert "b/agent/extra.txt" not in diff and "__pycache__" not in diff

@@ -82,7 +82,7 @@ class Toy:
                 else:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(content)
-            self.git("add", "-A", cwd=scratch)
+            self.git("add", "-A", "--force", cwd=scratch)  # ignored files too: a patch may carry anything
             diff = self.git("diff", "--cached", "--binary", cwd=scratch)
         finally:
             self.git("worktree", "remove", "--force", str(scratch))
