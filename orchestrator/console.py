@@ -1,4 +1,4 @@
-"""Terminal output: results on stdout, progress bars and errors on stderr."""
+"""Terminal output: results and progress bars on stdout, errors on stderr."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ ProgressFn = Callable[[str, int, int], None]
 def progress_bars() -> Iterator[ProgressFn]:
     """A bar per running benchmark pass (train, suite, val, ...), gone when the pass is done.
 
-    Yields the callback the evaluator calls with (label, done, total). Off when stderr is not a terminal.
+    Yields the callback the evaluator calls with (label, done, total). Drawn on the results console, so
+    lines printed meanwhile land above the bars; off when that is not a terminal.
     """
     bars: dict[str, int] = {}
     with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
         def update(label: str, done: int, total: int) -> None:
             if label not in bars:
                 bars[label] = progress.add_task(label, total=total)

@@ -118,6 +118,9 @@ class Orchestrator:
         """Close the last phase of a step: normally, or as an error with the exception that ended it."""
         try:
             yield
+        except (NothingProposed, BudgetExceeded):
+            self.end_phase()  # an ordinary end of the loop, not a failed phase
+            raise
         except BaseException as exc:
             self.end_phase(exc)
             raise
