@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.example.demo import make_demo  # noqa: E402
 from orchestrator.config import load_config  # noqa: E402
+from orchestrator.logs import configure_logging  # noqa: E402
 from orchestrator.loop import Orchestrator  # noqa: E402
 from orchestrator.session import run_session  # noqa: E402
 
@@ -41,7 +42,7 @@ def heartbeat(ws: Path) -> dict:
 def loop_figures(root: Path) -> None:
     cfg = load_config(make_demo(root / "loop"))
     start = time.monotonic()
-    orch = Orchestrator(cfg)
+    orch = Orchestrator(cfg, log=configure_logging(cfg.workspace / "logs", console_level="off"))
     try:
         run_session(orch)
         rows = orch.store.iterations()
