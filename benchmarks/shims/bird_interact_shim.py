@@ -27,17 +27,12 @@ import time
 import traceback
 from pathlib import Path
 
-_PROTO = sys.stdout
-_LOCK = threading.Lock()
+from shim_protocol import emit, serve_requests
+
 # Errors from the agent endpoint that are the model API failing, not the agent.
 TRANSIENT = ("ratelimit", "rate limit", "429", "503", "overloaded", "apiconnectionerror", "serviceunavailable",
              "internalservererror", "timeout")
 
-
-def emit(obj: dict) -> None:
-    with _LOCK:
-        _PROTO.write(json.dumps(obj, default=str) + "\n")
-        _PROTO.flush()
 
 
 def free_port() -> int:
@@ -147,24 +142,7 @@ async def run_tasks(req: dict, data: dict[str, dict], run_single_task, agent_por
 
 
 def main() -> None:
-    global _PROTO
-    _PROTO = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    try:
-        req = json.loads(sys.stdin.readline())
-        if req.get("op") != "run":
-            raise ValueError(f"unknown op {req.get('op')!r}")
-        op_run(req)
-        emit({"event": "done"})
-    except BaseException as exc:
-        emit({"event": "fatal", "error": f"{type(exc).__name__}: {exc}", "error_class": "infra"})
-        traceback.print_exc()
-        _PROTO.flush()
-        os._exit(1)
-    _PROTO.flush()
-    sys.stderr.flush()
-    os._exit(0)   # the service threads and any timed-out task must not keep the process alive
+    serve_requests({"run": op_run})
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
-import os
 import queue
 import random
 import sys
@@ -32,19 +30,13 @@ import time
 import traceback
 from pathlib import Path
 
-_PROTO = sys.stdout
-_PROTO_LOCK = threading.Lock()
+from shim_protocol import emit, serve_requests
 
 # Exceptions from these packages are the model API or the network failing: infrastructure.
 INFRA_MODULES = ("litellm", "openai", "anthropic", "httpx", "httpcore", "requests", "aiohttp", "urllib3")
 SCORED_STOPS = {"agent_stop", "user_stop"}
 INFRA_TERMINATIONS = {"user_error"}   # the user simulator broke the protocol, not the agent
 
-
-def emit(obj: dict) -> None:
-    with _PROTO_LOCK:
-        _PROTO.write(json.dumps(obj) + "\n")
-        _PROTO.flush()
 
 
 def tau2_version() -> str:
@@ -190,29 +182,7 @@ OPS = {"info": op_info, "run": op_run}
 
 
 def main() -> None:
-    global _PROTO
-    # The protocol channel is a private copy of stdout; fd 1 then points at stderr, so prints from tau2,
-    # litellm or the agent (Python or C level) cannot corrupt it.
-    _PROTO = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    try:
-        req = json.loads(sys.stdin.readline())
-        op = OPS[req["op"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        emit({"event": "fatal", "error": f"bad request: {exc!r}", "error_class": "infra"})
-        os._exit(2)
-    try:
-        op(req)
-        emit({"event": "done"})
-    except BaseException as exc:
-        emit({"event": "fatal", "error": f"{type(exc).__name__}: {exc}", "error_class": "infra"})
-        traceback.print_exc()
-        _PROTO.flush()
-        os._exit(1)
-    _PROTO.flush()
-    sys.stderr.flush()
-    os._exit(0)  # abandoned (timed-out) threads must not keep the process alive
+    serve_requests(OPS)
 
 
 if __name__ == "__main__":
