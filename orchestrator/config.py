@@ -93,6 +93,22 @@ class ScheduleConfig(Strict):
     timezone: str = "UTC"
     grace_s: float = Field(600, ge=0)
 
+    @model_validator(mode="after")
+    def _valid_cron(self) -> ScheduleConfig:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from apscheduler.triggers.cron import CronTrigger
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {self.timezone!r}") from None
+        if self.start:
+            try:
+                CronTrigger.from_crontab(self.start, timezone=self.timezone)
+            except ValueError as exc:
+                raise ValueError(f"not a cron expression ({exc})") from None
+        return self
+
 
 class NotifyConfig(Strict):
     webhook: str = ""
@@ -155,7 +171,7 @@ def find_config(explicit: Path | None) -> Path:
 def _error_line(path: Path, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     elif first["type"] == "missing":

@@ -115,3 +115,12 @@ def test_init_writes_a_config_that_loads(tmp_path):
                            capture_output=True, text=True, env=env)
     assert again.returncode == 2 and "--force" in again.stderr
     assert Path(out).read_text() == out.read_text()
+
+
+def test_bad_schedule(toy):
+    toy.config.write_text(toy.config.read_text() + '[schedule]\nstart = "0 99 * * *"\n')
+    line = cli(toy, "baseline", check=False).stderr.strip()
+    assert "schedule" in line and "cron" in line and len(line.splitlines()) == 1
+    toy.config.write_text(toy.config.read_text().replace('start = "0 99 * * *"', 'timezone = "Mars/Olympus"'))
+    res = cli(toy, "run", check=False)
+    assert res.returncode == 2 and "unknown timezone" in res.stderr
