@@ -100,37 +100,30 @@ def run(once: Annotated[bool, typer.Option("--once", help="run a single iteratio
 
 
 def _status_data(cfg: Config) -> dict[str, Any]:
+    """Everything `status` and `report` show: the rows, the run's summary, the daemon's heartbeat."""
+    from dataclasses import asdict
+
+    from orchestrator.daemon import next_window
+    from orchestrator.heartbeat import is_stale, read
+    from orchestrator.notify import NightSummary
     from orchestrator.store import Store
     from orchestrator.workspace import Workspace
     ws = Workspace(cfg.workspace)
-    data: dict[str, Any] = {"workspace": str(ws.root), "iterations": [], "baseline_val": None, "best_val": None}
-    if not ws.db.exists():
-        return data
-    store = Store(ws.db)
-    try:
-        rows = store.iterations()
-        best = store.best()
-        data["iterations"] = [
-            {k: getattr(r, k) for k in ("n", "decision", "stage", "reason", "val_score", "commit_sha", "evals_passed",
-                                        "evals_total", "backend", "cost_usd", "duration_s")} for r in rows]
-        data["baseline_val"] = rows[0].val_score if rows and rows[0].n == 0 else None
-        data["best_val"] = best.val_score if best else None
-        data["best_commit"] = best.commit_sha if best else None
-        data["accepted"] = sum(r.decision == "accepted" for r in rows)
-        data["rejected"] = sum(r.decision == "rejected" for r in rows)
-        data["errors"] = sum(r.decision == "error" for r in rows)
-        data["spend_usd"] = store.spend_usd()
-        data["budget_usd"] = cfg.loop.budget_usd
-        data["unknown_cost"] = sum(1 for r in rows if r.n > 0 and r.cost_usd is None)
-        test = json.loads(store.get("baseline_test", "{}") or "{}")
-        data["baseline_test"] = test.get("score")
-        final = json.loads(store.get("final_test", "{}") or "{}")
-        data["final_test"] = final.get("score")
-        data["events"] = [dict(e) for e in store.events()[-5:]]
-    finally:
-        store.close()
-    from orchestrator.daemon import next_window
-    from orchestrator.heartbeat import is_stale, read
+    data: dict[str, Any] = {"workspace": str(ws.root), "rows": []}
+    if ws.db.exists():
+        store = Store(ws.db, readonly=True)
+        try:
+            data["rows"] = [
+                {k: getattr(r, k) for k in ("n", "decision", "stage", "reason", "val_score", "commit_sha",
+                                            "evals_passed", "evals_total", "backend", "cost_usd", "duration_s")}
+                for r in store.iterations()]
+            last = store.conn.execute("SELECT stop_reason FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+            summary = NightSummary.from_store(store, stop_reason=(last[0] if last else None) or "",
+                                              budget_usd=cfg.loop.budget_usd)
+            data |= asdict(summary)
+            data["events"] = [dict(e) for e in store.events()[-5:]]
+        finally:
+            store.close()
     hb = read(ws.heartbeat)
     if hb is not None:
         hb["stale"] = is_stale(hb)
@@ -168,10 +161,10 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
     if as_json:
         print(json.dumps(data, indent=2, default=str))
         return
-    if not data["iterations"]:
+    if not data["rows"]:
         console.print("no baseline yet: run `autoharness baseline`")
         return
-    console.print(_results_table(data["iterations"]))
+    console.print(_results_table(data["rows"]))
     console.print(
         f"best val {_f(data['best_val'])} (baseline {_f(data['baseline_val'])}); "
         f"accepted {data['accepted']}, rejected {data['rejected']}, errors {data['errors']}; "
@@ -224,10 +217,10 @@ def report(final: Annotated[bool, typer.Option("--final", help="score the test s
             finally:
                 orch.close()
     data = _status_data(cfg)
-    if not data["iterations"]:
+    if not data["rows"]:
         console.print("no baseline yet: run `autoharness baseline`")
         return
-    console.print(_results_table(data["iterations"]))
+    console.print(_results_table(data["rows"]))
     table = Table(title="scores")
     for col in ("split", "baseline", "best"):
         table.add_column(col)

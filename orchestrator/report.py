@@ -11,7 +11,6 @@ import base64
 import html
 import io
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +23,6 @@ from orchestrator.workspace import Workspace, atomic_write
 
 DIFF_CAP_CHARS = 200_000
 COLOURS = {"baseline": "#1f77b4", "accepted": "#2ca02c", "rejected": "#ff7f0e", "error": "#d62728"}
-
-
-class ReadOnlyStore(Store):
-    """The Store's queries over a read-only connection: no schema, no pragmas, no writes."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
-                                    check_same_thread=False)
-        self.conn.row_factory = sqlite3.Row
 
 
 @dataclass
@@ -51,7 +40,7 @@ class ReportData:
 def load(ws: Workspace) -> ReportData:
     if not ws.db.exists():
         raise ConfigError(f"{ws.db}: no state.db yet; run `autoharness baseline` first")
-    store = ReadOnlyStore(ws.db)
+    store = Store(ws.db, readonly=True)
     try:
         rows = store.iterations()
         data = ReportData(

@@ -130,8 +130,14 @@ class StoredResult:
 
 
 class Store:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, readonly: bool = False):
+        """`readonly` is for readers beside a running daemon (status, report): no schema, no writes."""
         self.path = path
+        if readonly:
+            self.conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                                        check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            return
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")

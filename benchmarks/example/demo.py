@@ -87,7 +87,7 @@ def main() -> None:
         finally:
             orch.close()
     data = _status_data(cfg)
-    console.print(_results_table(data["iterations"]))
+    console.print(_results_table(data["rows"]))
     console.print(f"stopped: {reason}")
     console.print(f"test: baseline {data['baseline_test']:.3f} -> best {data['final_test']:.3f}")
     console.print(f"\n[bold]git log autoharness[/bold] ({root / 'target'})\n{log}\n", highlight=False)
