@@ -190,6 +190,9 @@ class Daemon:
                 reason = self.session(None)
             else:
                 reason = self._scheduled()
+        except BaseException as exc:
+            reason = f"error: {type(exc).__name__}: {exc}"[:300]
+            raise
         finally:
             self.beat.stop(reason)
             for s, h in old_handlers.items():
