@@ -42,19 +42,23 @@ def group_failures(results: dict[str, StoredResult], pass_reward: float) -> list
     return sorted(groups.values(), key=lambda g: (-len(g.tasks), g.signature))
 
 
+def belongs_to(rel: str, task_id: str) -> bool:
+    """Trace files are named after their task: `<task_id>.json`, or anything under `<task_id>/`."""
+    first = rel.split("/", 1)[0]
+    return first == task_id or first.startswith(task_id + ".")
+
+
 def copy_traces(src: Path | None, dest: Path, task_ids: list[str]) -> list[str]:
     """Copy the traces of the given train tasks into the worktree's context folder (size-bounded)."""
     if src is None or not src.is_dir():
         return []
     dest.mkdir(parents=True, exist_ok=True)
     copied, total = [], 0
-    wanted = set(task_ids)
     for path in sorted(src.rglob("*")):
         if not path.is_file() or path.is_symlink():
             continue
         rel = path.relative_to(src)
-        stem = rel.parts[0].split(".")[0]
-        if wanted and stem not in wanted and path.stem not in wanted:
+        if not any(belongs_to(rel.as_posix(), t) for t in task_ids):
             continue
         size = path.stat().st_size
         if total + size > MAX_TRACE_BYTES:
@@ -82,7 +86,7 @@ def digest(results: dict[str, StoredResult], pass_reward: float, trace_files: li
             excerpt = excerpt[:EXCERPT_CHARS] + " …[cut]"
         if excerpt:
             lines += [f"Example ({example.task_id}, reward {example.reward}):", "```", excerpt, "```"]
-        traces = [f for f in trace_files if any(f.split("/")[0].split(".")[0] == t or Path(f).stem == t for t in ids)]
+        traces = [f for f in trace_files if any(belongs_to(f, t) for t in ids)]
         if traces:
             lines.append("Traces: " + ", ".join(f"{context_dir}/traces/{f}" for f in traces[:5]))
     if len(groups) > MAX_GROUPS:

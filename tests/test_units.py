@@ -91,3 +91,13 @@ def test_output_cap_keeps_tail_and_redacts(tmp_path):
 
 def test_stdin_is_fed():
     assert run_process(["cat"], stdin="hello\n").stdout == "hello\n"
+
+
+def test_traces_are_matched_to_their_task(tmp_path):
+    from orchestrator.analyze import copy_traces
+    src = tmp_path / "src"
+    for rel in ("t1.json", "t1/trial-0.json", "t10.json", "task.v2.json", "task.v2/x.log", "other.txt"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text("x")
+    got = copy_traces(src, tmp_path / "dest", ["t1", "task.v2"])
+    assert sorted(got) == ["t1.json", "t1/trial-0.json", "task.v2.json", "task.v2/x.log"]
