@@ -159,6 +159,7 @@ class Daemon:
                            highlight=False)
         if rec.decision == "accepted":
             self.notifier.accepted(rec)
+        _write_report(self.cfg, self.log)  # current in the morning even if the night ends in a crash
         spend, budget = orch.store.spend_usd(), self.cfg.loop.budget_usd
         warned = float(orch.store.get("budget_warned", "0") or 0)
         for level in BUDGET_WARNINGS:
