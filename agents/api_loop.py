@@ -249,14 +249,14 @@ class ApiAgent:
                                 fatal=False))
         else:
             checks.append(Check(f"{self.kind}: API key", False, f"{self.key_env} is not set (environment or [backend.env])"))
-        checks.append(_reachable(f"{self.kind}: endpoint", base_url or self._default_base_url()))
+        checks.append(endpoint_check(f"{self.kind}: endpoint", base_url or self._default_base_url()))
         if self.cost(Usage(input_tokens=1, output_tokens=1)) is None:
             checks.append(Check(f"{self.kind}: price", False, f"no price known for {self.model!r}: costs are unknown "
                                 "and max_cost_usd cannot be enforced; set backend.options.prices", fatal=False))
         return checks
 
 
-def _reachable(name: str, url: str, timeout_s: float = 5.0) -> Check:
+def endpoint_check(name: str, url: str, timeout_s: float = 5.0) -> Check:
     """Any HTTP answer, even 401 or 404, proves the endpoint is there."""
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout_s) as resp:

@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.api_loop import Transcript, _reachable
+from agents.api_loop import Transcript, endpoint_check
 from agents.base import (
     AuthFailed,
     BackendError,
@@ -354,7 +354,7 @@ class CliAgent:
         else:
             checks.append(Check(name + "API key", not problem, problem or f"none of {', '.join(self.key_envs)} "
                                 "is set; the endpoint gets a placeholder or the provider's own credentials"))
-        checks.append(_reachable(name + "endpoint", self.options.base_url or self._env_endpoint(env)))
+        checks.append(endpoint_check(name + "endpoint", self.options.base_url or self._env_endpoint(env)))
         return checks
 
     def _env_endpoint(self, env: dict[str, str]) -> str:
