@@ -167,7 +167,8 @@ class ApiAgent:
                 raise AuthFailed(f"{self.key_env} is not set (environment or [backend.env])")
             session = self._session(request, key, base_url)
             tools = Toolbox(request.worktree, bash_timeout_s=self.options.bash_timeout_s,
-                            output_chars=self.options.tool_output_chars, env={**self.config.env, **request.env})
+                            output_chars=self.options.tool_output_chars, env={**self.config.env, **request.env},
+                            sandbox=request.sandbox)
             for n in range(1, self.options.max_turns + 1):
                 turn = self._ask(session, n, deadline, log)
                 if turn.usage is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from orchestrator.errors import AutoharnessError
+from orchestrator.sandbox import Sandbox
 
 
 class ProposalStatus(enum.StrEnum):
@@ -41,6 +42,7 @@ class ProposalRequest:
     env: dict[str, str] = field(default_factory=dict)
     iteration: int = 0                      # 1-based; the replay backend picks its patch by it
     transcript_path: Path | None = None     # where the backend tees its raw stream
+    sandbox: Sandbox | None = None          # when set, every process the backend starts runs inside it
 
 
 @dataclass

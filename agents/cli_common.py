@@ -330,6 +330,9 @@ class CliAgent:
         with run_home(self.kind, request) as home:
             run_env = self.env(request.env, home)
             argv = self._command(request, home, run_env, budget_usd)
+            if request.sandbox is not None:
+                program = shutil.which(argv[0], path=run_env.get("PATH")) or argv[0]
+                argv = request.sandbox.wrap(argv, writable=[home], visible=[Path(program).resolve()])
             reader = self._reader(request)
             try:
                 res = run_process(argv, cwd=request.worktree, env=run_env, stdin=request.prompt, timeout_s=left,

@@ -102,7 +102,11 @@ class CodexAgent(CliAgent):
         return not name.startswith("CODEX_") or name == "CODEX_API_KEY"
 
     def _isolation(self, home: Path) -> dict[str, str]:
-        return {"CODEX_HOME": str(home)}
+        # Codex refuses to put the helpers its sandbox runs (codex-linux-sandbox, started by bwrap when the
+        # machine has it) under the temporary folder; a private TMPDIR keeps a home below /tmp usable.
+        tmp = home / "tmp"
+        tmp.mkdir(exist_ok=True)
+        return {"CODEX_HOME": str(home), "TMPDIR": str(tmp)}
 
     def _env_endpoint(self, env: dict[str, str]) -> str:
         return env.get("OPENAI_BASE_URL") or self.default_endpoint
@@ -125,13 +129,18 @@ class CodexAgent(CliAgent):
     def _command(self, request: ProposalRequest, home: Path, env: dict[str, str], budget_usd: float) -> list[str]:
         (home / "config.toml").write_text(self.config_toml(env))
         argv = [self.binary() or self.default_binary, "exec", "--json", "--color", "never", "--skip-git-repo-check",
-                "--ephemeral", "--sandbox", self.options.sandbox]
+                "--ephemeral", "--sandbox", self._sandbox_mode(request)]
         if self.model:
             argv += ["--model", self.model]
         return [*argv, *self.options.extra_args, "-"]
 
     def _reader(self, request: ProposalRequest) -> StreamReader:
         return CodexReader(self)
+
+    def _sandbox_mode(self, request: ProposalRequest) -> str:
+        # Inside autoharness' own bubblewrap sandbox codex's nested one cannot start (its edits fail);
+        # bwrap already confines it, so it runs unconfined there.
+        return "danger-full-access" if request.sandbox is not None else self.options.sandbox
 
     def check(self) -> list[Check]:
         checks = super().check()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.proc import SECRET_NAME, run_process
+from orchestrator.sandbox import Sandbox
 
 BASH = "bash"
 EDIT = "str_replace_based_edit_tool"
@@ -75,8 +76,9 @@ class Toolbox:
     """Runs tool calls inside `root`; never raises for a bad call, always answers with a ToolResult."""
 
     def __init__(self, root: Path, *, bash_timeout_s: float = 120.0, output_chars: int = 20_000,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, sandbox: Sandbox | None = None):
         self.root = root.resolve()
+        self.sandbox = sandbox
         self.bash_timeout_s = bash_timeout_s
         self.output_chars = output_chars
         base = {**os.environ, **(env or {})}
@@ -127,8 +129,10 @@ class Toolbox:
         if not isinstance(command, str) or not command.strip():
             raise ToolError("command is required")
         limit = self.bash_timeout_s if timeout_s is None else max(1.0, min(self.bash_timeout_s, timeout_s))
-        res = run_process(["bash", "-c", command], cwd=self.root, env=self.env, timeout_s=limit,
-                          cap_chars=self.output_chars)
+        argv = ["bash", "-c", command]
+        if self.sandbox is not None:
+            argv = self.sandbox.wrap(argv)
+        res = run_process(argv, cwd=self.root, env=self.env, timeout_s=limit, cap_chars=self.output_chars)
         if res.timed_out:
             return ToolResult(self._cap(f"timed out after {limit:.0f}s\n{res.stdout}{res.stderr}"), is_error=True)
         text = f"exit code: {res.returncode}\n{res.stdout}"

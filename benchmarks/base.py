@@ -59,6 +59,10 @@ class BenchmarkRunner(ABC):
         """Official split lists, if the benchmark has them (train/val/test keys); else None."""
         return None
 
+    def private_paths(self) -> list[Path]:
+        """Folders of the benchmark (answers, data) to hide from the coding agent when sandboxed."""
+        return []
+
     def check(self) -> list[Check]:
         """Lines for `autoharness doctor`."""
         return []

@@ -115,6 +115,15 @@ class CommandRunner(BenchmarkRunner):
             return TaskResult(None, res.duration_s, cost, f"reward out of range: {reward!r}", "bad_output")
         return TaskResult(float(reward), res.duration_s, cost, error, "" if reward >= 1.0 else "failed")
 
+    def private_paths(self) -> list[Path]:
+        """The folders of the files `cmd` names (the evaluator, its tasks), and its working folder."""
+        folders = [self.cwd]
+        for arg in self.options.cmd[1:]:
+            path = (self.cwd / arg).resolve()
+            if path.is_file():
+                folders.append(path.parent)
+        return folders
+
     def check(self) -> list[Check]:
         exe = self.options.cmd[0]
         from shutil import which

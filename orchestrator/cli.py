@@ -366,6 +366,19 @@ def init(
     console.print("next: edit the config, then `autoharness doctor`")
 
 
+def _sandbox_check():
+    from agents.base import Check
+    from orchestrator.proc import run_process
+    from orchestrator.sandbox import Sandbox, build
+    try:
+        box: Sandbox = build("bwrap", [], [])
+    except AutoharnessError as exc:
+        return Check("sandbox", False, str(exc))
+    res = run_process(box.wrap(["true"]), timeout_s=30)
+    detail = "bwrap runs" if res.ok else f"bwrap cannot start here: {(res.stderr.strip() or '?')[-200:]}"
+    return Check("sandbox", res.ok, detail)
+
+
 def _current_branch(repo: Path) -> str:
     import git
     try:
@@ -398,6 +411,8 @@ def doctor() -> None:
             checks += build().check()
         except AutoharnessError as exc:
             checks.append(Check(label, False, str(exc)))
+    if cfg.backend.sandbox == "bwrap":
+        checks.append(_sandbox_check())
     failed = False
     for c in checks:
         mark = "[green]ok[/green]  " if c.ok else ("[red]FAIL[/red]" if c.fatal else "[yellow]warn[/yellow]")

@@ -72,6 +72,8 @@ class BackendConfig(Strict):
 
 class BackendSection(BackendConfig):
     fallback: list[BackendConfig] = []
+    sandbox: Literal["none", "bwrap"] = "none"   # for every backend of the run: see orchestrator/sandbox.py
+    sandbox_hide: list[Path] = []                # more folders to hide from the coding agent
 
 
 class GateConfig(Strict):

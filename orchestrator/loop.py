@@ -25,8 +25,8 @@ import structlog
 from agents.base import NothingToPropose, Proposal, ProposalRequest, ProposalStatus
 from agents.fallback import build_agent
 from benchmarks import runner_class
-from orchestrator import analyze, gate, guard, logs
-from orchestrator.config import Config
+from orchestrator import analyze, gate, guard, logs, sandbox
+from orchestrator.config import Config, resolve_path
 from orchestrator.errors import (
     AutoharnessError,
     BenchmarkFailed,
@@ -37,6 +37,7 @@ from orchestrator.errors import (
 from orchestrator.evaluate import CONTEXT_DIR, Evaluator, Outcome, code_hash
 from orchestrator.gitops import TargetRepo
 from orchestrator.proc import secret_values
+from orchestrator.sandbox import Sandbox
 from orchestrator.splits import Splits, load_or_freeze, make_splits
 from orchestrator.store import IterationRecord, Store
 from orchestrator.workspace import Workspace, atomic_write, write_json
@@ -301,11 +302,18 @@ class Orchestrator:
         request = ProposalRequest(
             worktree=wt, prompt=prompt, editable=list(self.cfg.target.editable), timeout_s=self.cfg.backend.timeout_s,
             max_cost_usd=max(min(self.cfg.backend.max_cost_usd, budget_left), 0.01), env=dict(self.cfg.backend.env),
-            iteration=n,
-            transcript_path=idir / "transcript.jsonl",
+            iteration=n, transcript_path=idir / "transcript.jsonl", sandbox=self._sandbox(wt),
         )
         request.transcript_path.unlink(missing_ok=True)
         return self.agent.propose(request)
+
+    def _sandbox(self, wt: Path) -> Sandbox | None:
+        """Hide the records, the benchmark, the config folder and the target's checkout; keep the worktree
+        and the target's git database (the worktree's commits live there)."""
+        cfg = self.cfg
+        hide = [self.ws.root, cfg.config_dir, cfg.target.repo, *self.runner.private_paths(),
+                *(resolve_path(cfg, p) for p in cfg.backend.sandbox_hide)]
+        return sandbox.build(cfg.backend.sandbox, hide, [wt, Path(self.repo.repo.git_dir)])
 
     def _gate(self, wt: Path, rec: IterationRecord, best: IterationRecord, splits: Splits, suite: gate.Suite,
               timer: Timer, gate_log: dict, idir: Path) -> None:

@@ -179,6 +179,29 @@ class MischiefAgent:
         return []
 
 
+class PeekingAgent:
+    """A backend whose shell (inside the request's sandbox) looks where a coding agent should not, writes
+    what it saw into the candidate, and teaches beta."""
+
+    def __init__(self, config, config_dir):
+        self.looks = config.options["looks"]
+
+    def propose(self, request):
+        from agents.base import Proposal, ProposalStatus
+        from orchestrator.proc import run_process
+        script = "; ".join(f"echo '== {p}'; cat {p} 2>&1; ls {p} 2>&1" for p in self.looks)
+        script += "; echo \"KNOWN = ['alpha', 'beta']\" > agent/skills.py; git status --short > agent/git.txt"
+        argv = ["bash", "-c", script]
+        if request.sandbox is not None:
+            argv = request.sandbox.wrap(argv)
+        res = run_process(argv, cwd=request.worktree, timeout_s=60)
+        (request.worktree / "agent" / "peek.txt").write_text(res.stdout + res.stderr)
+        return Proposal(ProposalStatus.OK, summary="peeked")
+
+    def check(self):
+        return []
+
+
 def cli(toy: Toy, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real `autoharness` command on the toy's config."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}

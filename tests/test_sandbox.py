@@ -1,0 +1,111 @@
+"""The bubblewrap sandbox: the coding agent's processes see the worktree, not the records, the benchmark,
+the config folder or the target's checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from orchestrator.proc import run_process
+from orchestrator.sandbox import Sandbox
+from tests.test_loop import SPLIT, TASKS, tsv
+from tests.toy import cli, make_toy
+
+
+@pytest.fixture(autouse=True)
+def need_bwrap():
+    if shutil.which("bwrap") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("bwrap is missing: .ci/install-sandbox.sh must run before the tests")
+        pytest.skip("bwrap is not installed (apt-get install bubblewrap)")
+
+
+def test_wrap_hides_and_keeps(tmp_path):
+    hidden, kept = tmp_path / "hidden", tmp_path / "hidden" / "kept"
+    kept.mkdir(parents=True)
+    (hidden / "answer.txt").write_text("42")
+    (kept / "mine.txt").write_text("mine")
+    box = Sandbox(hide=[hidden], bind=[kept], binary=shutil.which("bwrap"))
+    res = run_process(box.wrap(["bash", "-c", "ls; cat ../answer.txt; cat mine.txt; echo new > new.txt; "
+                                              "echo lost > ../lost.txt"]), cwd=kept)
+    assert "No such file" in res.stderr and "42" not in res.stdout and "mine" in res.stdout
+    assert (kept / "new.txt").read_text() == "new\n"      # the bound folder is writable, for real
+    assert not (hidden / "lost.txt").exists()             # writes elsewhere in a hidden folder vanish
+    # A folder holding the program that must run stays visible.
+    res = run_process(Sandbox(hide=[hidden], binary=shutil.which("bwrap")).wrap(["cat", "answer.txt"],
+                                                                                visible=[hidden / "answer.txt"]),
+                      cwd=hidden)
+    assert res.stdout == "42"
+
+
+def test_the_loop_runs_the_agent_blind_to_records_benchmark_and_checkout(tmp_path):
+    toy = make_toy(tmp_path, TASKS, SPLIT, backend='kind = "tests.toy:PeekingAgent"\nsandbox = "bwrap"\n'
+                                                   '[backend.options]\nlooks = []')
+    looks = [str(toy.bench / "tasks.json"), str(toy.workspace / "results.tsv"), str(toy.target / "README.md"),
+             str(toy.config)]
+    toy.config.write_text(toy.config.read_text().replace("looks = []", f"looks = {json.dumps(looks)}"))
+    cli(toy, "baseline")
+    cli(toy, "run", "--once")
+    row = tsv(toy)[1]
+    assert row["decision"] == "accepted", row  # the shell in the sandbox edited the worktree, git worked
+    peek = toy.git("show", "autoharness:agent/peek.txt")
+    for path in looks:
+        assert f"== {path}" in peek
+    assert peek.count("No such file") >= 2 * len(looks)
+    assert "tr-alpha-0" not in peek and "iteration\tval_score" not in peek and "toy agent" not in peek
+    assert "[target]" not in peek
+    assert "M agent/skills.py" in toy.git("show", "autoharness:agent/git.txt")
+
+
+def test_missing_bwrap_is_a_config_error(tmp_path, monkeypatch):
+    toy = make_toy(tmp_path, TASKS, SPLIT, backend='kind = "replay"\nsandbox = "bwrap"\n'
+                                                   '[backend.options]\npatches = "patches"')
+    toy.add_patch("0001.patch", {"agent/skills.py": "KNOWN = ['alpha', 'beta']\n"})
+    cli(toy, "baseline")
+    bindir = tmp_path / "bin"  # a PATH with git but no bwrap
+    bindir.mkdir()
+    (bindir / "git").symlink_to(shutil.which("git"))
+    res = cli(toy, "run", "--once", check=False, env={"PATH": str(bindir)})
+    assert res.returncode == 2 and "bwrap is not installed" in res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["claude-code", "codex"])
+def test_real_cli_in_the_sandbox(tmp_path, kind):
+    from tests.scripted_server import ScriptedServer
+    from tests.test_cli_backends import cli as agent_cli
+    binary = agent_cli("claude" if kind == "claude-code" else "codex")
+    toy = make_toy(tmp_path, TASKS, SPLIT, backend='kind = "replay"')  # replaced below, once paths are known
+    peek = f"cat {toy.bench / 'tasks.json'}; ls {toy.workspace}; cat {toy.target / 'README.md'}"
+    final = {"text": "HYPOTHESIS: beta was missing.\nCHANGE: taught beta."}
+    if kind == "claude-code":
+        script = [
+            {"tool_calls": [{"name": "Bash", "input": {"command": peek}}]},
+            {"tool_calls": [{"name": "Read", "input": {"file_path": "agent/skills.py"}}]},
+            {"tool_calls": [{"name": "Edit", "input": {"file_path": "agent/skills.py", "old_string": "['alpha']",
+                                                       "new_string": "['alpha', 'beta']"}}]},
+            final,
+        ]
+    else:
+        script = [
+            {"tool_calls": [{"name": "exec_command", "input": {"cmd": peek}}]},
+            {"tool_calls": [{"name": "apply_patch", "input": "*** Begin Patch\n*** Update File: agent/skills.py\n@@\n"
+                             "-KNOWN = ['alpha']\n+KNOWN = ['alpha', 'beta']\n*** End Patch\n"}]},
+            final,
+        ]
+    with ScriptedServer(script) as srv:
+        url, model = (srv.base_url, "claude-sonnet-4-5") if kind == "claude-code" else (srv.openai_base_url, "gpt-5.5")
+        toy.config.write_text(toy.config.read_text().replace('kind = "replay"', (
+            f'kind = "{kind}"\nmodel = "{model}"\nsandbox = "bwrap"\n[backend.options]\n'
+            f'binary = "{binary}"\nbase_url = "{url}"\nretry_max_wait_s = 1.0')))
+        env = {"ANTHROPIC_API_KEY": "sk-sandbox-test-0123456789", "OPENAI_API_KEY": "sk-sandbox-test-0123456789"}
+        cli(toy, "baseline", env=env)
+        cli(toy, "run", "--once", env=env)
+        sent = srv.completions()
+    assert tsv(toy)[1]["decision"] == "accepted"
+    assert toy.git("show", "autoharness:agent/skills.py").strip() == "KNOWN = ['alpha', 'beta']"
+    seen = json.dumps(sent[1]["body"])
+    assert "No such file" in seen and "tr-alpha-0" not in seen and "toy agent" not in seen
