@@ -14,7 +14,7 @@ from agents.openai_api import OpenAIAgent
 from orchestrator.config import BackendConfig, BackendSection
 from orchestrator.errors import ConfigError
 from tests.scripted_server import ScriptedServer
-from tests.toy import git, init_repo
+from tests.toy import git, greet_repo
 
 SECRET = "sk-test-secret-0123456789"
 PROMPT = "Make the agent greet politely. Failure digest: task t1 says 'rude greeting'."
@@ -40,13 +40,7 @@ EDITS = [
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "worktree"
-    (root / "agent").mkdir(parents=True)
-    (root / "agent" / "__init__.py").write_text("")
-    (root / "agent" / "greet.py").write_text("def greet():\n    return 'hey'\n")
-    (root / "README.md").write_text("target\n")
-    init_repo(root)
-    return root
+    return greet_repo(tmp_path / "worktree", {"README.md": "target\n"})
 
 
 def make(kind: str, api: str | None, srv: ScriptedServer | None, *, model: str = "", env: dict | None = None,

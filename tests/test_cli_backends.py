@@ -22,7 +22,7 @@ from agents.codex import CodexAgent
 from orchestrator.config import BackendConfig
 from orchestrator.errors import ConfigError
 from tests.scripted_server import ScriptedServer
-from tests.toy import git, init_repo
+from tests.toy import git, greet_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-secret-0123456789"
@@ -44,12 +44,7 @@ def cli(name: str) -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "worktree"
-    (root / "agent").mkdir(parents=True)
-    (root / "agent" / "__init__.py").write_text("")
-    (root / "agent" / "greet.py").write_text("def greet():\n    return 'hey'\n")
-    (root / "notes.txt").write_text("notes\n")
-    init_repo(root)
+    root = greet_repo(tmp_path / "worktree", {"notes.txt": "notes\n"})
     (root / "context").mkdir()  # what the orchestrator puts there before a proposal: untracked, kept
     (root / "context" / "trace.json").write_text("{}\n")
     return root

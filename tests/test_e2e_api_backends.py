@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.scripted_server import ScriptedServer
+from tests.test_loop import tsv
 from tests.toy import cli, make_toy
 
 TASKS = {"tr-alpha-0": "alpha", "tr-beta-1": "beta", "va-alpha-0": "alpha", "va-beta-1": "beta",
@@ -40,8 +41,7 @@ def test_model_tool_calls_become_an_accepted_commit(tmp_path, backend: str) -> N
         cli(toy, "run", "--once", env=env)
         sent = srv.completions()
 
-    rows = [line.split("\t") for line in (toy.workspace / "results.tsv").read_text().splitlines()]
-    row = dict(zip(rows[0], rows[2], strict=True))
+    row = tsv(toy)[1]
     assert row["decision"] == "accepted", row
     assert row["backend"] == kind and float(row["cost_usd"]) == pytest.approx(4 * (2000 * 3 + 300 * 15) / 1e6)
     # The commit on the branch is the model's edit, and only that.

@@ -10,6 +10,7 @@ import pytest
 
 from tests.scripted_server import ScriptedServer
 from tests.test_cli_backends import cli as agent_cli
+from tests.test_loop import tsv
 from tests.toy import cli, make_toy
 
 TASKS = {"tr-alpha-0": "alpha", "tr-beta-1": "beta", "va-alpha-0": "alpha", "va-beta-1": "beta",
@@ -54,8 +55,7 @@ def test_cli_backend_tool_calls_become_an_accepted_commit(tmp_path, kind: str) -
         cli(toy, "run", "--once", env=env)
         sent = srv.completions()
 
-    rows = [line.split("\t") for line in (toy.workspace / "results.tsv").read_text().splitlines()]
-    row = dict(zip(rows[0], rows[2], strict=True))
+    row = tsv(toy)[1]
     assert row["decision"] == "accepted", row
     assert row["backend"] == kind
     steps = len(SCRIPTS[kind])

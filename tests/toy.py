@@ -102,6 +102,16 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
 
 
+def greet_repo(root: Path, extra: dict[str, str]) -> Path:
+    """A tiny agent repo (agent/greet.py says 'hey') plus `extra` files, committed on main."""
+    (root / "agent").mkdir(parents=True)
+    (root / "agent" / "__init__.py").write_text("")
+    (root / "agent" / "greet.py").write_text("def greet():\n    return 'hey'\n")
+    for rel, text in extra.items():
+        (root / rel).write_text(text)
+    return init_repo(root)
+
+
 def init_repo(root: Path) -> Path:
     """Make `root` (with its files already written) a git repo on main with one commit."""
     git(root.parent, "init", "-q", "-b", "main", str(root))
