@@ -23,7 +23,7 @@ test: $(STAMP) tools
 	$(BIN)/pytest -q
 
 demo: $(STAMP)
-	$(BIN)/python -m benchmarks.example.demo
+	$(BIN)/python -m orchestrator.demo
 
 overnight: $(STAMP)
 	$(BIN)/autoharness run

@@ -10,8 +10,8 @@ import copy
 from typing import Any
 
 from agents.api_loop import SYSTEM_PROMPT, ApiAgent, Session, ToolCall, Turn
-from agents.base import ProposalRequest, Usage
 from agents.tools import ToolResult, anthropic_tools
+from orchestrator.core.contracts import ProposalRequest, Usage
 
 _CACHE = {"type": "ephemeral"}
 

@@ -25,22 +25,13 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.base import (
-    AuthFailed,
-    BackendError,
-    BackendTimeout,
-    Check,
-    Proposal,
-    ProposalRequest,
-    ProposalStatus,
-    Refused,
-    Usage,
-)
 from agents.pricing import Prices, cost_usd
 from agents.retry import call_with_retries
 from agents.tools import Toolbox, ToolResult
-from orchestrator.config import BackendConfig, parse_options
-from orchestrator.proc import redact, secret_values
+from orchestrator.core.config import BackendConfig, parse_options
+from orchestrator.core.contracts import Check, Proposal, ProposalRequest, ProposalStatus, Usage
+from orchestrator.core.errors import AuthFailed, BackendError, BackendTimeout, Refused
+from orchestrator.core.proc import redact, secret_values
 
 SYSTEM_PROMPT = (
     "You are an autonomous coding agent working alone in a git repository; nobody will answer questions. "
@@ -170,6 +161,8 @@ class ApiAgent:
                             output_chars=self.options.tool_output_chars, env={**self.config.env, **request.env},
                             sandbox=request.sandbox)
             for n in range(1, self.options.max_turns + 1):
+                if request.cancel is not None and request.cancel.requested:
+                    raise _Stop(ProposalStatus.ERROR, "cancelled: autoharness is stopping", "cancelled")
                 turn = self._ask(session, n, deadline, log)
                 if turn.usage is None:
                     known = False

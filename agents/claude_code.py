@@ -21,9 +21,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agents.base import BackendTimeout, BadOutput, ProposalRequest, Refused, Usage
 from agents.cli_common import Attempt, CliAgent, CliOptions, OverBudget, StreamReader, classify_failure, tail
-from orchestrator.proc import ProcResult
+from orchestrator.core.contracts import ProposalRequest, Usage
+from orchestrator.core.errors import BackendTimeout, BadOutput, Refused
+from orchestrator.core.proc import ProcResult
 
 KEEP = ("CLAUDE_CODE_USE_", "CLAUDE_CODE_OAUTH_TOKEN")  # CLAUDE_CODE_USE_BEDROCK / _VERTEX / _FOUNDRY
 DEFAULT_TOOLS = ["Bash", "Edit", "Write", "MultiEdit", "NotebookEdit", "Read", "Glob", "Grep"]

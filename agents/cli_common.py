@@ -31,26 +31,22 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.api_loop import Transcript, endpoint_check
-from agents.base import (
+from agents.pricing import Prices, cost_usd
+from agents.retry import call_with_retries
+from orchestrator.core.config import BackendConfig, parse_options
+from orchestrator.core.contracts import Check, Proposal, ProposalRequest, ProposalStatus, Usage
+from orchestrator.core.errors import (
     AuthFailed,
     BackendError,
     BackendTimeout,
     BadOutput,
     BadRequest,
-    Check,
     ConnectionFailed,
     ContextWindowExceeded,
     Overloaded,
-    Proposal,
-    ProposalRequest,
-    ProposalStatus,
     RateLimited,
-    Usage,
 )
-from agents.pricing import Prices, cost_usd
-from agents.retry import call_with_retries
-from orchestrator.config import BackendConfig, parse_options
-from orchestrator.proc import ProcResult, run_process, secret_values
+from orchestrator.core.proc import ProcResult, run_process, secret_values
 
 TAIL = 600  # characters of a CLI's own output quoted in an error
 

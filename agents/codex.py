@@ -21,9 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from agents.base import BackendTimeout, BadOutput, Check, ProposalRequest, Usage
 from agents.cli_common import Attempt, CliAgent, CliOptions, StreamReader, classify_failure, tail
-from orchestrator.proc import ProcResult, run_process
+from orchestrator.core.contracts import Check, ProposalRequest, Usage
+from orchestrator.core.errors import BackendTimeout, BadOutput
+from orchestrator.core.proc import ProcResult, run_process
 
 PROVIDER = "autoharness"
 

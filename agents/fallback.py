@@ -14,10 +14,11 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from agents import backend_class
-from agents.base import BackendError, Check, CodingAgent, Proposal, ProposalRequest, ProposalStatus, Usage
-from orchestrator.config import BackendConfig, BackendSection
-from orchestrator.proc import run_process
+from orchestrator.core.config import BackendConfig, BackendSection
+from orchestrator.core.contracts import Check, CodingAgent, Proposal, ProposalRequest, ProposalStatus, Usage
+from orchestrator.core.errors import BackendError
+from orchestrator.core.proc import run_process
+from orchestrator.core.registry import load
 
 DOWN = {"rate_limit", "overloaded", "connection", "timeout", "auth"}
 
@@ -96,5 +97,5 @@ def _note(request: ProposalRequest, event: dict) -> None:
 
 def build_agent(section: BackendSection, config_dir: Path) -> CodingAgent:
     configs: list[BackendConfig] = [section, *section.fallback]
-    agents = [backend_class(c.kind)(c, config_dir) for c in configs]
+    agents = [load("backend", c.kind)(c, config_dir) for c in configs]
     return agents[0] if len(agents) == 1 else FallbackChain(agents, [c.kind for c in configs])

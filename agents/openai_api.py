@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from agents.api_loop import SYSTEM_PROMPT, ApiAgent, ApiOptions, Session, ToolCall, Turn, parse_arguments
-from agents.base import ConnectionFailed, Overloaded, ProposalRequest, Usage
 from agents.pricing import openai_usage
 from agents.tools import ToolResult, chat_tools, responses_tools
+from orchestrator.core.contracts import ProposalRequest, Usage
+from orchestrator.core.errors import ConnectionFailed, Overloaded
 
 
 class OpenAIOptions(ApiOptions):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.base import Usage
+from orchestrator.core.contracts import Usage
 
 
 class Prices(BaseModel):

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from agents.base import Check, NothingToPropose, Proposal, ProposalRequest, ProposalStatus
-from orchestrator.config import BackendConfig, parse_options
-from orchestrator.proc import run_process
+from orchestrator.core.config import BackendConfig, parse_options
+from orchestrator.core.contracts import Check, Proposal, ProposalRequest, ProposalStatus
+from orchestrator.core.errors import NothingToPropose
+from orchestrator.core.proc import run_process
 
 
 class ReplayOptions(BaseModel):

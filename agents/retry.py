@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import tenacity
 
-from agents.base import (
+from orchestrator.core.errors import (
     AuthFailed,
     BackendError,
     BackendTimeout,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.proc import SECRET_NAME, run_process
-from orchestrator.sandbox import Sandbox
+from orchestrator.core.proc import SECRET_NAME, run_process
+from orchestrator.core.sandbox import Sandbox
 
 BASH = "bash"
 EDIT = "str_replace_based_edit_tool"

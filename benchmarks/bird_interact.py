@@ -20,12 +20,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from agents.base import Check
-from benchmarks.base import BenchmarkRunner, TaskResult, mean_of_trials
 from benchmarks.shims import private_dir, provider_key, resolve_python, run_shim, tail
-from orchestrator.config import BenchmarkConfig, parse_options
-from orchestrator.errors import ConfigError
-from orchestrator.proc import run_process
+from benchmarks.starters import STARTERS
+from orchestrator.core.config import BenchmarkConfig, parse_options
+from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
+from orchestrator.core.errors import ConfigError
+from orchestrator.core.proc import run_process
 
 SHIM = "bird_interact_shim.py"
 PYTHON_HINT = ("point it at a Python 3.10+ env with BIRD-Interact-ADK's requirements.txt installed "
@@ -71,6 +71,13 @@ def to_task_result(event: dict[str, Any]) -> TaskResult:
 
 
 class BirdInteractRunner(BenchmarkRunner):
+    starter = Starter(
+        benchmark={"kind": "bird-interact", "trials": 1, "concurrency": 3, "task_timeout_s": 1800, "infra_error": "fail",
+                   "options": {"adk_dir": "BIRD-Interact-ADK", "agent": "agent.bird_agent"}},
+        editable=["agent/**"],
+        files={"agent/__init__.py": None, "agent/bird_agent.py": STARTERS / "bird_agent.py"},
+    )
+
     def __init__(self, config: BenchmarkConfig, config_dir: Path):
         super().__init__(config, config_dir)
         self.options: BirdInteractOptions = parse_options(BirdInteractOptions, config.options, "benchmark.options")

@@ -14,11 +14,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.base import Check
-from benchmarks.base import BenchmarkRunner, TaskResult, mean_of_trials
-from orchestrator.config import BenchmarkConfig, parse_options
-from orchestrator.errors import ConfigError
-from orchestrator.proc import run_process
+from orchestrator.core.config import BenchmarkConfig, parse_options
+from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
+from orchestrator.core.errors import ConfigError
+from orchestrator.core.proc import run_process
 
 
 class CommandOptions(BaseModel):
@@ -46,6 +45,11 @@ def parse_lines(stdout: str) -> dict[str, dict]:
 
 
 class CommandRunner(BenchmarkRunner):
+    starter = Starter(
+        benchmark={"kind": "command", "options": {"cmd": ["python3", "/path/to/your/eval.py"]}},
+        editable=["agent/**"],
+    )
+
     def __init__(self, config: BenchmarkConfig, config_dir: Path):
         super().__init__(config, config_dir)
         self.options: CommandOptions = parse_options(CommandOptions, config.options, "benchmark.options")

@@ -22,12 +22,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from agents.base import Check
-from benchmarks.base import BenchmarkRunner, TaskResult, mean_of_trials
 from benchmarks.shims import default_venv, private_dir, provider_key, tail
-from orchestrator.config import BenchmarkConfig, parse_options
-from orchestrator.errors import ConfigError
-from orchestrator.proc import run_process
+from benchmarks.starters import STARTERS
+from orchestrator.core.config import BenchmarkConfig, parse_options
+from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
+from orchestrator.core.errors import ConfigError
+from orchestrator.core.proc import run_process
 
 TESTED_VERSION = "0.24.0"
 STARTUP_S = 600.0            # dataset download and image builds before the first trial runs
@@ -139,6 +139,15 @@ def _task_of_folder(name: str, task_ids: list[str]) -> str | None:
 
 
 class HarborRunner(BenchmarkRunner):
+    starter = Starter(
+        benchmark={"kind": "harbor", "trials": 1, "concurrency": 4, "task_timeout_s": 3600, "infra_error": "fail",
+                   "options": {"path": "data/terminal-bench", "agent": "agent.harbor_agent:Agent",
+                               "model": "anthropic/claude-sonnet-4-20250514", "environment": "docker"}},
+        editable=["agent/**"],
+        files={"agent/__init__.py": None, "agent/harbor_agent.py": STARTERS / "harbor_agent.py",
+               "agent/harbor_prompt.txt": STARTERS / "harbor_prompt.txt"},
+    )
+
     def __init__(self, config: BenchmarkConfig, config_dir: Path):
         super().__init__(config, config_dir)
         self.options: HarborOptions = parse_options(HarborOptions, config.options, "benchmark.options")

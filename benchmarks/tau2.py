@@ -16,11 +16,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.base import Check
-from benchmarks.base import BenchmarkRunner, TaskResult, mean_of_trials
 from benchmarks.shims import private_dir, provider_key, resolve_python, run_shim, tail
-from orchestrator.config import BenchmarkConfig, parse_options
-from orchestrator.errors import BenchmarkFailed, ConfigError
+from benchmarks.starters import STARTERS
+from orchestrator.core.config import BenchmarkConfig, parse_options
+from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
+from orchestrator.core.errors import BenchmarkFailed, ConfigError
 
 TESTED_VERSION = "26.3"
 STARTUP_S = 120.0        # importing tau2 and litellm; generous for a loaded machine
@@ -59,6 +59,14 @@ def to_task_result(event: dict[str, Any]) -> TaskResult:
 
 
 class Tau2Runner(BenchmarkRunner):
+    starter = Starter(
+        benchmark={"kind": "tau2", "trials": 1, "concurrency": 4, "task_timeout_s": 900, "infra_error": "fail",
+                   "options": {"domain": "airline", "agent": "agent.tau2_agent:Agent",
+                               "agent_llm": "gpt-4.1", "user_llm": "gpt-4.1"}},
+        editable=["agent/**"],
+        files={"agent/__init__.py": None, "agent/tau2_agent.py": STARTERS / "tau2_agent.py"},
+    )
+
     def __init__(self, config: BenchmarkConfig, config_dir: Path):
         super().__init__(config, config_dir)
         self.options: Tau2Options = parse_options(Tau2Options, config.options, "benchmark.options")

@@ -22,25 +22,22 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from rich.console import Console
 
-from orchestrator import heartbeat, proc
-from orchestrator.config import Config
-from orchestrator.console import ProgressFn, progress_bars
-from orchestrator.errors import ConfigError
+from orchestrator import heartbeat
+from orchestrator.console import progress_bars
+from orchestrator.core import proc
+from orchestrator.core.cancel import Cancellation
+from orchestrator.core.config import Config
+from orchestrator.core.errors import Cancelled, ConfigError
+from orchestrator.driver import Driver
 from orchestrator.lock import WorkspaceLock
 from orchestrator.logs import configure_logging
-from orchestrator.loop import Orchestrator
 from orchestrator.notify import NightSummary, Notifier
 from orchestrator.report import write_report
-from orchestrator.session import run_session
-from orchestrator.store import IterationRecord
+from orchestrator.store import IterationRecord, Store
 
 # Reasons after which a scheduled daemon waits for the next window; any other reason ends it.
 NIGHTLY = ("window end", "max_iterations", "plateau")
 BUDGET_WARNINGS = (0.5, 0.8)
-
-
-class Cancelled(BaseException):
-    """Raised in the main thread when the drain grace runs out: not an Exception, so nothing swallows it."""
 
 
 def trigger(cfg: Config) -> CronTrigger:
@@ -74,14 +71,16 @@ class Daemon:
         self.in_session = False
         self.scheduler: BlockingScheduler | None = None
         self.beat = heartbeat.Heartbeat(cfg.workspace / "heartbeat.json")
-        self.finished = False
+        self.cancel = Cancellation()
+        self._grace: threading.Timer | None = None
+        self._previous_beat: dict[str, Any] | None = None   # what a dead daemon left in heartbeat.json
         self.notifier, self.log = _observers(cfg)
 
-    # -- signals -----------------------------------------------------------------------------------------
+    # -- signals: handlers only set flags and start timers; the work stops at its next safe point ----------
     def _on_signal(self, signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
         if self.stop_reason and self.in_session:
-            self._cancel(f"second {name}")
+            self._cancel_soon(f"second {name}", 0)
         self.request_stop(name)
 
     def request_stop(self, reason: str) -> None:
@@ -90,58 +89,65 @@ class Daemon:
             self.stop_reason = reason
             self.log.info("stop_requested", reason=reason, grace_s=self.cfg.schedule.grace_s)
         if self.in_session:
-            signal.setitimer(signal.ITIMER_REAL, max(self.cfg.schedule.grace_s, 0.01))
+            self._cancel_soon("grace period over", self.cfg.schedule.grace_s)
         elif self.scheduler is not None and self.scheduler.running:
             threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": False}, daemon=True).start()
 
-    def _on_alarm(self, _signum: int, _frame: Any) -> None:
-        if self.in_session:
-            self._cancel("grace period over")
+    def _cancel_soon(self, why: str, after_s: float) -> None:
+        if self._grace is not None and after_s > 0:
+            return  # a grace period is already running
+        if self._grace is not None:
+            self._grace.cancel()
+        self._grace = threading.Timer(max(after_s, 0.0), self._cancel, args=(why,))
+        self._grace.daemon = True
+        self._grace.start()
 
     def _cancel(self, why: str) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        proc.terminate_all()
-        raise Cancelled(why)
+        """From a timer thread: ask the iteration to stop at its next safe point, and kill the child process
+        groups it waits on so that point comes now."""
+        if self.in_session:
+            self.cancel.request(why)
+            proc.terminate_all()
 
     # -- sessions ----------------------------------------------------------------------------------------
     def session(self, window_end: float | None) -> str:
-        with progress_bars() as bars:
-            return self._session(window_end, bars)
-
-    def _session(self, window_end: float | None, bars: ProgressFn) -> str:
-        orch = Orchestrator(self.cfg, on_progress=bars, on_phase=lambda phase, n: self.beat.set(phase, n), log=self.log)
-        first_n = orch.store.next_iteration()
+        first_n = 1
         window_timer = None
         if window_end is not None:
             window_timer = threading.Timer(max(window_end - time.time(), 0), self._window_over)
             window_timer.daemon = True
             window_timer.start()
+        self.cancel = Cancellation()
         self.in_session = True
         reason = "error"
         try:
-            self._note_interrupted(orch)
-            reason = run_session(
-                orch, external_stop=lambda: self.stop_reason, on_iteration=lambda r: self._after(orch, r),
-                score_test=self.stop_reason is None,
-            )
-        except Cancelled as exc:
-            n = self.beat.state.get("iteration")
-            orch.store.event("interrupted", f"iteration cancelled: {exc}", iteration=n, phase=self.beat.state.get("phase"))
-            reason = f"{self.stop_reason or 'cancelled'} (iteration {n} cancelled: {exc}; it is redone next time)"
-        except Exception as exc:
-            reason = f"error: {type(exc).__name__}: {exc}"[:300]
-            orch.store.event("error", reason)
-            self.log.error("session_error", error=reason)
-            self.notifier.error(f"autoharness stopped on an error: {type(exc).__name__}: {exc}")
-            raise
+            with progress_bars() as bars, Driver(self.cfg, progress=bars, observers=[self.beat.set], cancel=self.cancel,
+                                                 log=self.log, locked=True) as driver:
+                store = driver.ctx.store
+                first_n = max(store.next_iteration(), 1)
+                self._note_interrupted(store)
+                try:
+                    reason = driver.session(external_stop=lambda: self.stop_reason,
+                                            on_iteration=lambda r: self._after(store, r),
+                                            score_test=self.stop_reason is None)
+                except Cancelled as exc:
+                    n = self.beat.state.get("iteration")
+                    store.event("interrupted", f"iteration cancelled: {exc}", iteration=n, phase=self.beat.state.get("phase"))
+                    reason = f"{self.stop_reason or 'cancelled'} (iteration {n} cancelled: {exc}; it is redone next time)"
+                except Exception as exc:
+                    reason = f"error: {type(exc).__name__}: {exc}"[:300]
+                    store.event("error", reason)
+                    self.log.error("session_error", error=reason)
+                    self.notifier.error(f"autoharness stopped on an error: {type(exc).__name__}: {exc}")
+                    raise
+                night = NightSummary.from_store(store, stop_reason=reason, budget_usd=self.cfg.loop.budget_usd,
+                                                first_n=first_n)
         finally:
             self.in_session = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            if window_timer:
-                window_timer.cancel()
-            night = NightSummary.from_store(orch.store, stop_reason=reason,
-                                            budget_usd=self.cfg.loop.budget_usd, first_n=max(first_n, 1))
-            orch.close()
+            for timer in (window_timer, self._grace):
+                if timer:
+                    timer.cancel()
+            self._grace = None
             _write_report(self.cfg, self.log)
         self.log.info("session_end", reason=reason)
         self.notifier.summary(night)
@@ -149,41 +155,37 @@ class Daemon:
         return reason
 
     def _window_over(self) -> None:
-        # From a timer thread: route through the main thread's signal handling.
         if self.stop_reason is None:
-            self.stop_reason = "window end"
-            signal.setitimer(signal.ITIMER_REAL, max(self.cfg.schedule.grace_s, 0.01))
+            self.request_stop("window end")
 
-    def _after(self, orch: Orchestrator, rec: IterationRecord) -> None:
+    def _after(self, store: Store, rec: IterationRecord) -> None:
         self.console.print(f"iteration {rec.n}: {rec.decision}{' (' + rec.stage + ')' if rec.stage else ''} {rec.reason}",
                            highlight=False)
         if rec.decision == "accepted":
             self.notifier.accepted(rec)
         _write_report(self.cfg, self.log)  # current in the morning even if the night ends in a crash
-        spend, budget = orch.store.spend_usd(), self.cfg.loop.budget_usd
-        warned = float(orch.store.get("budget_warned", "0") or 0)
+        spend, budget = store.spend_usd(), self.cfg.loop.budget_usd
+        warned = float(store.get("budget_warned", "0") or 0)
         for level in BUDGET_WARNINGS:
             if spend >= level * budget and warned < level:
-                orch.store.put("budget_warned", str(level))
-                orch.store.event("budget_warning", f"spent ${spend:.2f}, {level:.0%} of the ${budget:.2f} budget")
+                store.put("budget_warned", str(level))
+                store.event("budget_warning", f"spent ${spend:.2f}, {level:.0%} of the ${budget:.2f} budget")
                 self.log.warning("budget_warning", spend_usd=spend, budget_usd=budget, level=level)
                 self.console.print(f"[yellow]budget: spent ${spend:.2f} of ${budget:.2f} ({level:.0%})[/yellow]")
                 warned = level
 
-    def _note_interrupted(self, orch: Orchestrator) -> None:
+    def _note_interrupted(self, store: Store) -> None:
         """A heartbeat left mid-phase by a dead daemon means an iteration was interrupted: record it."""
-        old = getattr(self, "_previous_beat", None)
-        self._previous_beat = None
+        old, self._previous_beat = self._previous_beat, None
         if old and old.get("phase") not in ("stopped", "waiting", "starting", None):
-            orch.store.event("interrupted", "found at restart: the previous daemon died mid-phase",
-                             iteration=old.get("iteration"), phase=old.get("phase"), pid=old.get("pid"))
+            store.event("interrupted", "found at restart: the previous daemon died mid-phase",
+                        iteration=old.get("iteration"), phase=old.get("phase"), pid=old.get("pid"))
 
     # -- the schedule ------------------------------------------------------------------------------------
     def run(self) -> int:
-        lock = WorkspaceLock(self.cfg.workspace / "run.lock").acquire()
+        lock = WorkspaceLock(self.cfg.workspace / "run.lock").acquire()  # held across windows
         self._previous_beat = heartbeat.read(self.cfg.workspace / "heartbeat.json")
         old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        old_alarm = signal.signal(signal.SIGALRM, self._on_alarm)
         self.beat.start()
         reason = "unknown"
         try:
@@ -198,7 +200,6 @@ class Daemon:
             self.beat.stop(reason)
             for s, h in old_handlers.items():
                 signal.signal(s, h)
-            signal.signal(signal.SIGALRM, old_alarm)
             (self.cfg.workspace / "STOP").unlink(missing_ok=True)
             lock.release()
         return 0

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.base import BenchmarkRunner, TaskResult
-from orchestrator.config import BenchmarkConfig
-from orchestrator.errors import BenchmarkFailed
+from orchestrator.core.cancel import Cancellation
+from orchestrator.core.config import BenchmarkConfig
+from orchestrator.core.contracts import BenchmarkRunner, TaskResult
+from orchestrator.core.errors import BenchmarkFailed
 from orchestrator.guard import is_editable
 from orchestrator.store import Store, StoredResult
 
@@ -41,6 +42,31 @@ def mean_reward(results: dict[str, StoredResult]) -> float | None:
 
 
 @dataclass
+class Timer:
+    """Where an iteration's time went (benchmark, backend, the rest is orchestration) and what ran."""
+
+    started_at: float = field(default_factory=time.time)
+    start: float = field(default_factory=time.monotonic)
+    bench_s: float = 0.0
+    backend_s: float = 0.0
+    ran: int = 0
+    cached: int = 0
+    skipped: int = 0
+
+    def add(self, out: Outcome) -> Outcome:
+        self.bench_s += out.seconds
+        self.ran += out.ran
+        self.cached += out.cached
+        self.skipped += out.skipped
+        return out
+
+    def fields(self) -> dict[str, float | int]:
+        """The record's timing and count columns."""
+        return {"duration_s": time.monotonic() - self.start, "bench_s": self.bench_s, "backend_s": self.backend_s,
+                "tasks_run": self.ran, "tasks_cached": self.cached, "tasks_skipped": self.skipped}
+
+
+@dataclass
 class Outcome:
     results: dict[str, StoredResult] = field(default_factory=dict)
     ran: int = 0            # task runs done now (retries included)
@@ -54,14 +80,16 @@ class Outcome:
         return mean_reward(self.results)
 
 
+Progress = Callable[[str, int, int], None]  # (label, done, total)
 # `bound(results_so_far, remaining_count)` returns True to stop early.
 StopRule = Callable[[dict[str, StoredResult], int], bool]
 
 
 class Evaluator:
     def __init__(self, runner: BenchmarkRunner, store: Store, traces_root: Path, config: BenchmarkConfig,
-                 on_progress: Callable[[str, int, int], None] | None = None):
+                 on_progress: Progress | None = None, cancel: Cancellation | None = None):
         self.runner = runner
+        self.cancel = cancel or Cancellation()
         self.store = store
         self.traces_root = traces_root
         self.config = config
@@ -92,7 +120,9 @@ class Evaluator:
                     out.skipped, out.stopped_early = len(todo), True
                     break
                 batch, todo = todo[:chunk], todo[chunk:]
+                self.cancel.check()
                 fresh, ran = self._run_with_retries(agent_dir, batch, traces)
+                self.cancel.check()  # a batch cut short by a cancel is not a result: nothing of it is cached
                 out.ran += ran
                 stored = [self._keep(t, split, fresh[t]) for t in batch]
                 self.store.save_results(chash, stored)

@@ -1,18 +1,115 @@
-"""The gate's scoring rules: the regression suite, the val bound for early stops, and promotion."""
+"""The gate: guard, suite, val, promote, cheapest first. A stage that fails raises `Rejected` with the verdict
+so far; a candidate that passes them all comes back as a `Verdict`. The suite and its stop rules live here too.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orchestrator.evaluate import StopRule
-from orchestrator.store import StoredResult
+from orchestrator import guard
+from orchestrator.core.errors import Rejected, Stage
+from orchestrator.core.proc import secret_values
+from orchestrator.core.workspace import atomic_write
+from orchestrator.evaluate import StopRule, Timer
+from orchestrator.store import IterationRecord, Store, StoredResult
 
-STAGES = ("guard", "suite", "val")
+if TYPE_CHECKING:
+    from orchestrator.context import RunContext
 
 # What a prompt may say about a rejection: val numbers stay out of anything the coding agent reads.
 PUBLIC_REASON = {
-    "val": "did not improve the held-out validation score",
+    Stage.VAL: "did not improve the held-out validation score",
 }
+
+
+@dataclass
+class StageResult:
+    stage: Stage
+    passed: bool
+    reason: str
+    joined: list[str] | None = None
+
+
+@dataclass
+class Verdict:
+    """What the gate learned about a candidate, up to the stage where it stopped."""
+
+    changed: list[str] = field(default_factory=list)
+    stages: list[StageResult] = field(default_factory=list)
+    code_hash: str = ""
+    evals_passed: int = 0
+    evals_total: int = 0
+    val_score: float | None = None
+
+    def passed(self, stage: Stage, reason: str, joined: list[str] | None = None) -> None:
+        self.stages.append(StageResult(stage, True, reason, joined))
+
+    def reject(self, stage: Stage, reason: str) -> Rejected:
+        self.stages.append(StageResult(stage, False, reason))
+        return Rejected(stage, reason, verdict=self)
+
+    def as_dict(self) -> dict:
+        stages = [{k: v for k, v in asdict(s).items() if v is not None} for s in self.stages]
+        return {"changed": self.changed, "stages": stages}
+
+
+def judge(ctx: RunContext, wt: Path, best: IterationRecord, suite: Suite, timer: Timer, moved_refs: list[str],
+          diff_path: Path) -> Verdict:
+    """Run the stages in order on the candidate in `wt`; raise Rejected at the first that fails."""
+    verdict = Verdict()
+    if moved_refs:
+        raise verdict.reject(Stage.GUARD, "the proposal changed refs of the target repo (restored): "
+                                          + ", ".join(moved_refs[:5]))
+    changes = ctx.repo.stage_all(wt, best.commit_sha)
+    diff = ctx.repo.staged_diff(wt)
+    atomic_write(diff_path, diff + ("\n" if diff and not diff.endswith("\n") else ""))
+    verdict.changed = [f"{c.status} {c.path}" for c in changes]
+    secrets = secret_values({**os.environ, **ctx.cfg.backend.env})
+    why = guard.check(wt, changes, diff, ctx.cfg.target.editable, ctx.splits.held_out(), secrets)
+    if why:
+        raise verdict.reject(Stage.GUARD, why)
+    verdict.passed(Stage.GUARD, f"{len(changes)} files, all editable")
+    verdict.code_hash = ctx.hash_of(wt)
+    _suite(ctx, wt, suite, timer, verdict)
+    _val(ctx, wt, best, timer, verdict)
+    train = timer.add(ctx.evaluator.evaluate(wt, verdict.code_hash, ctx.splits.train, "train", label="promote"))
+    g = ctx.cfg.gate
+    joined = suite.promote(train.results, g.pass_reward, g.promote_after)
+    verdict.passed(Stage.PROMOTE, f"{len(joined)} tasks join the suite", joined)
+    return verdict
+
+
+def _suite(ctx: RunContext, wt: Path, suite: Suite, timer: Timer, verdict: Verdict) -> None:
+    g = ctx.cfg.gate
+    ids = [t for t in suite.tasks if t in ctx.splits.train]
+    out = timer.add(ctx.evaluator.evaluate(wt, verdict.code_hash, ids, "train", label="suite",
+                                           stop=suite_stop(len(ids), g.suite_threshold, g.pass_reward)))
+    ok, _ = pass_rate(out.results, g.pass_reward)
+    verdict.evals_passed, verdict.evals_total = ok, len(ids)
+    rate = ok / len(ids) if ids else 1.0
+    if out.stopped_early or rate < g.suite_threshold:
+        more = f" (stopped early, {out.skipped} not run)" if out.stopped_early else ""
+        raise verdict.reject(Stage.SUITE, f"suite {ok}/{len(ids)} = {rate:.0%} < {g.suite_threshold:.0%}{more}")
+    verdict.passed(Stage.SUITE, f"suite {ok}/{len(ids)} = {rate:.0%}")
+
+
+def _val(ctx: RunContext, wt: Path, best: IterationRecord, timer: Timer, verdict: Verdict) -> None:
+    g, val = ctx.cfg.gate, ctx.splits.val
+    best_val = best.val_score or 0.0
+    out = timer.add(ctx.evaluator.evaluate(wt, verdict.code_hash, val, "val", label="val",
+                                           stop=val_stop(len(val), best_val, g.min_improvement)))
+    if out.stopped_early:
+        raise verdict.reject(Stage.VAL, f"val cannot beat best {best_val:.4f} + {g.min_improvement:g} "
+                                        f"(stopped early, {out.skipped}/{len(val)} not run)")
+    verdict.val_score = out.score
+    if out.score is None or out.score <= best_val + g.min_improvement:
+        shown = "n/a" if out.score is None else f"{out.score:.4f}"
+        raise verdict.reject(Stage.VAL, f"val {shown} does not beat best {best_val:.4f} + {g.min_improvement:g}")
+    verdict.passed(Stage.VAL, f"val {out.score:.4f} > {best_val:.4f}")
 
 
 def passed(res: StoredResult, pass_reward: float) -> bool:
@@ -27,8 +124,12 @@ class Suite:
     def as_dict(self, threshold: float) -> dict:
         return {"tasks": sorted(self.tasks), "threshold": threshold, "streaks": dict(sorted(self.streaks.items()))}
 
+    def dump(self, threshold: float) -> str:
+        return json.dumps(self.as_dict(threshold))
+
     @classmethod
-    def from_dict(cls, data: dict) -> Suite:
+    def load(cls, store: Store) -> Suite:
+        data = json.loads(store.get("suite", "{}") or "{}")
         return cls(list(data.get("tasks", [])), dict(data.get("streaks", {})))
 
     @classmethod

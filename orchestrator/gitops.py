@@ -6,15 +6,15 @@ never touched. Each candidate lives in a detached worktree that is removed whate
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
-
-from orchestrator.errors import ConfigError
+from orchestrator.core.errors import ConfigError
+from orchestrator.core.proc import git
 
 AUTHOR = {
     "GIT_AUTHOR_NAME": "autoharness",
@@ -39,17 +39,17 @@ class TargetRepo:
         self.path = path
         self.base = base
         self.branch = branch
-        self.repo = git.Repo(path)
+        self.git_dir = Path(self._git("rev-parse", "--absolute-git-dir"))
+
+    def _git(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+        return git(*args, cwd=self.path, check=check, env=env).stdout.strip()
 
     @property
     def best_tag(self) -> str:
         return f"{self.branch}-best"
 
-    def _sha(self, rev: str) -> str | None:
-        try:
-            return self.repo.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}")
-        except git.GitCommandError:
-            return None
+    def sha(self, rev: str) -> str | None:
+        return self._git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False) or None
 
     def ensure_branch(self) -> str:
         """Create `branch` from `base` for a fresh run; return its tip.
@@ -57,12 +57,12 @@ class TargetRepo:
         An existing `branch` that is not at `base` holds an earlier run's commits: a fresh workspace must
         not silently build on them.
         """
-        base = self._sha(self.base)
+        base = self.sha(self.base)
         if base is None:
             raise ConfigError(f"target.base: {self.base!r} is not a branch or commit of {self.path}")
-        tip = self._sha(f"refs/heads/{self.branch}")
+        tip = self.sha(f"refs/heads/{self.branch}")
         if tip is None:
-            self.repo.git.update_ref(f"refs/heads/{self.branch}", base, "")
+            self._git("update-ref", f"refs/heads/{self.branch}", base, "")
             return base
         if tip != base:
             raise ConfigError(
@@ -71,7 +71,7 @@ class TargetRepo:
         return tip
 
     def tip(self) -> str:
-        sha = self._sha(f"refs/heads/{self.branch}")
+        sha = self.sha(f"refs/heads/{self.branch}")
         if sha is None:
             raise ConfigError(f"target.branch: {self.branch!r} does not exist in {self.path}")
         return sha
@@ -87,7 +87,7 @@ class TargetRepo:
 
     def worktrees(self) -> list[dict[str, str]]:
         out: list[dict[str, str]] = []
-        for block in self.repo.git.worktree("list", "--porcelain").split("\n\n"):
+        for block in self._git("worktree", "list", "--porcelain").split("\n\n"):
             entry: dict[str, str] = {}
             for line in block.splitlines():
                 key, _, value = line.partition(" ")
@@ -101,20 +101,17 @@ class TargetRepo:
         """A detached worktree at `commit`, removed on exit whatever happened."""
         self.remove_worktree(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.repo.git.worktree("add", "--detach", "--force", str(path), commit)
+        self._git("worktree", "add", "--detach", "--force", str(path), commit)
         try:
             yield path
         finally:
             self.remove_worktree(path)
 
     def remove_worktree(self, path: Path) -> None:
-        try:
-            self.repo.git.worktree("remove", "--force", "--force", str(path))
-        except git.GitCommandError:
-            pass
+        self._git("worktree", "remove", "--force", "--force", str(path), check=False)  # may be gone already
         if path.exists():
             shutil.rmtree(path, ignore_errors=True)
-        self.repo.git.worktree("prune")
+        self._git("worktree", "prune")
 
     def prune_worktrees(self, root: Path) -> list[str]:
         """Remove every worktree of ours under `root` (left by a crash)."""
@@ -124,12 +121,12 @@ class TargetRepo:
             if p.is_relative_to(root):
                 self.remove_worktree(p)
                 removed.append(str(p))
-        self.repo.git.worktree("prune")
+        self._git("worktree", "prune")
         return removed
 
     def refs(self) -> dict[str, str]:
         """Every ref of the target and what it points at."""
-        out = self.repo.git.for_each_ref("--format=%(refname) %(objectname)")
+        out = self._git("for-each-ref", "--format=%(refname) %(objectname)")
         return dict(line.split(" ", 1) for line in out.splitlines() if line)
 
     def restore_refs(self, before: dict[str, str]) -> list[str]:
@@ -138,9 +135,9 @@ class TargetRepo:
         changed = sorted(r for r in before.keys() | after.keys() if before.get(r) != after.get(r))
         for ref in changed:
             if ref in before:
-                self.repo.git.update_ref(ref, before[ref])
+                self._git("update-ref", ref, before[ref])
             else:
-                self.repo.git.update_ref("-d", ref)
+                self._git("update-ref", "-d", ref)
         return changed
 
     # -- candidate changes -----------------------------------------------------------------------------
@@ -152,27 +149,24 @@ class TargetRepo:
         part of the candidate's diff and cannot slip past the guard. What is not staged (ignored files,
         caches) is then deleted, so the files the benchmark scores are exactly the ones committed.
         """
-        wt = git.Repo(worktree)
-        wt.git.reset("--soft", base)
-        wt.git.execute(["git", "-c", f"core.excludesFile={EXCLUDES}", "add", "-A", "."])
-        wt.git.clean("-ffdxq")
-        out = wt.git.diff("--cached", "--name-status", "-z", "--no-renames", "HEAD")
+        git("reset", "-q", "--soft", base, cwd=worktree)
+        git("-c", f"core.excludesFile={EXCLUDES}", "add", "-A", ".", cwd=worktree)
+        git("clean", "-ffdxq", cwd=worktree)
+        out = git("diff", "--cached", "--name-status", "-z", "--no-renames", "HEAD", cwd=worktree).stdout
         parts = [p for p in out.split("\0") if p]
         return [Change(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
 
     @staticmethod
     def reset_clean(worktree: Path, commit: str) -> None:
         """Back to a pristine checkout of `commit`: what a benchmark run left behind is gone."""
-        wt = git.Repo(worktree)
-        wt.git.reset("-q", "--hard", commit)
-        wt.git.clean("-ffdxq")
+        git("reset", "-q", "--hard", commit, cwd=worktree)
+        git("clean", "-ffdxq", cwd=worktree)
 
     @staticmethod
     def tree_entries(worktree: Path, treeish: str | None = None) -> list[tuple[str, str]]:
         """(path, blob id) of every file in `treeish`, or in the worktree's index when None."""
-        wt = git.Repo(worktree)
-        tree = treeish or wt.git.write_tree()
-        out = wt.git.ls_tree("-r", "-z", "--full-tree", tree)
+        tree = treeish or git("write-tree", cwd=worktree).stdout.strip()
+        out = git("ls-tree", "-r", "-z", "--full-tree", tree, cwd=worktree).stdout
         entries = []
         for item in out.split("\0"):
             if item:
@@ -182,22 +176,21 @@ class TargetRepo:
 
     @staticmethod
     def staged_diff(worktree: Path) -> str:
-        return git.Repo(worktree).git.diff("--cached", "--binary", "--no-color", "HEAD")
+        return git("diff", "--cached", "--binary", "--no-color", "HEAD", cwd=worktree).stdout
 
     def commit(self, worktree: Path, message: str, expected_tip: str) -> str:
         """Commit the staged change and move `branch` to it, only if `branch` is still at expected_tip."""
-        wt = git.Repo(worktree)
-        wt.git.execute(["git", *SAFE, "commit", "--no-verify", "-q", "-m", message], env=AUTHOR)
-        sha = wt.head.commit.hexsha
-        self.repo.git.update_ref(f"refs/heads/{self.branch}", sha, expected_tip)
+        git(*SAFE, "commit", "--no-verify", "-q", "-m", message, cwd=worktree, env={**os.environ, **AUTHOR})
+        sha = git("rev-parse", "HEAD", cwd=worktree).stdout.strip()
+        self._git("update-ref", f"refs/heads/{self.branch}", sha, expected_tip)
         return sha
 
     def tag_best(self, sha: str) -> None:
-        self.repo.git.execute(["git", *SAFE, "tag", "-f", self.best_tag, sha], env=AUTHOR)
+        self._git(*SAFE, "tag", "-f", self.best_tag, sha, env={**os.environ, **AUTHOR})
 
     def reset_branch(self, sha: str) -> None:
         """Put `branch` back on a recorded commit (reconcile after a crash between commit and record)."""
-        self.repo.git.update_ref(f"refs/heads/{self.branch}", sha)
+        self._git("update-ref", f"refs/heads/{self.branch}", sha)
 
     def log(self, limit: int = 50) -> str:
-        return self.repo.git.log("--oneline", f"-{limit}", f"refs/heads/{self.branch}")
+        return self._git("log", "--oneline", f"-{limit}", f"refs/heads/{self.branch}")

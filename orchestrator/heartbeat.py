@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.workspace import write_json
+from orchestrator.core.workspace import write_json
 
 STALE_AFTER_S = 120.0
 

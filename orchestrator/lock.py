@@ -6,7 +6,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from orchestrator.errors import LockedError
+from orchestrator.core.errors import LockedError
 
 
 class WorkspaceLock:

@@ -11,15 +11,15 @@ import logging
 import logging.handlers
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from orchestrator.errors import AutoharnessError, ConfigError
-from orchestrator.proc import redact, secret_values
+from orchestrator.core.errors import AutoharnessError, BudgetExceeded, ConfigError, NothingToPropose, Rejected
+from orchestrator.core.proc import redact, secret_values
 
 LOG_FILE = "autoharness.jsonl"
 LOGGER = "autoharness"
@@ -99,22 +99,60 @@ def configure_logging(logs_dir: Path, *, console_level: str = "info", secrets: l
     return structlog.get_logger(LOGGER)
 
 
+class Phases:
+    """The current phase of a long job. Entering one ends the last (`phase_end` with its duration); `end(exc)`
+    closes it as `phase_error` with the error, or normally for the loop's ordinary ends. Observers (the
+    daemon's heartbeat) hear of every phase entered."""
+
+    ORDINARY_ENDS = (NothingToPropose, BudgetExceeded, Rejected)   # outcomes, not failures of the phase
+
+    def __init__(self, log: Any, observers: Iterable[Callable[[str, int | None], None]] = ()):
+        self.base = log
+        self.log = log
+        self.observers = list(observers)
+        self._started: float | None = None
+
+    def enter(self, name: str, **fields: Any) -> Any:
+        self.end()
+        self.log = self.base.bind(phase=name, **fields)
+        self._started = time.monotonic()
+        self.log.info("phase_start")
+        for observe in self.observers:
+            observe(name, fields.get("iteration"))
+        return self.log
+
+    def end(self, exc: BaseException | None = None) -> None:
+        if self._started is None:
+            return
+        took = round(time.monotonic() - self._started, 3)
+        self._started = None
+        if exc is None or isinstance(exc, self.ORDINARY_ENDS):
+            self.log.info("phase_end", duration_s=took, **({"outcome": str(exc)} if exc else {}))
+        else:
+            # Known outcomes (a gate failure, a spent budget) need no traceback; anything else does.
+            self.log.error("phase_error", duration_s=took, error=f"{type(exc).__name__}: {exc}",
+                           error_type=type(exc).__name__,
+                           exc_info=not isinstance(exc, AutoharnessError | KeyboardInterrupt))
+
+    @contextmanager
+    def traced(self) -> Iterator[None]:
+        """Whatever phase is open when the block ends is closed: normally, or with the exception that ended it."""
+        try:
+            yield
+        except BaseException as exc:
+            self.end(exc)
+            raise
+        self.end()
+
+
 @contextmanager
 def phase(log: Any, name: str, **fields: Any) -> Iterator[Any]:
-    """Log `phase_start`, then `phase_end` with `duration_s`, or `phase_error` with the error and re-raise.
+    """One phase as a block: `phase_start`, then `phase_end` with `duration_s`, or `phase_error` and re-raise.
 
     Yields the logger bound with the phase's fields, for the phase's own events."""
-    log = log.bind(phase=name, **fields)
-    start = time.monotonic()
-    log.info("phase_start")
-    try:
-        yield log
-    except BaseException as exc:
-        # Known outcomes (a gate failure, a spent budget) need no traceback; anything else does.
-        log.error("phase_error", duration_s=round(time.monotonic() - start, 3), error=f"{type(exc).__name__}: {exc}",
-                  error_type=type(exc).__name__, exc_info=not isinstance(exc, AutoharnessError | KeyboardInterrupt))
-        raise
-    log.info("phase_end", duration_s=round(time.monotonic() - start, 3))
+    phases = Phases(log)
+    with phases.traced():
+        yield phases.enter(name, **fields)
 
 
 def _level(name: str) -> int:

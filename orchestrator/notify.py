@@ -25,8 +25,8 @@ from tenacity import (
     wait_exponential,
 )
 
-from orchestrator.errors import ConfigError
-from orchestrator.proc import redact, secret_values
+from orchestrator.core.errors import ConfigError
+from orchestrator.core.proc import redact, secret_values
 from orchestrator.store import IterationRecord, Store
 
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ConfigError
-from orchestrator.proc import redact, secret_values
+from orchestrator.core.errors import ConfigError
+from orchestrator.core.proc import redact, secret_values
+from orchestrator.core.workspace import Workspace, atomic_write
 from orchestrator.store import IterationRecord, Store
-from orchestrator.workspace import Workspace, atomic_write
 
 DIFF_CAP_CHARS = 200_000
 COLOURS = {"baseline": "#1f77b4", "accepted": "#2ca02c", "rejected": "#ff7f0e", "error": "#d62728"}

@@ -7,9 +7,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.config import SplitConfig
-from orchestrator.errors import ConfigError
-from orchestrator.workspace import write_json
+from orchestrator.core.config import SplitConfig
+from orchestrator.core.errors import ConfigError
+from orchestrator.core.workspace import write_json
 
 SPLITS = ("train", "val", "test")
 

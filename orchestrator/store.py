@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from orchestrator.workspace import atomic_write
+from orchestrator.core.workspace import atomic_write
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -19,16 +19,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.example.demo import make_demo  # noqa: E402
-from orchestrator.config import load_config  # noqa: E402
+from orchestrator.core.config import load_config  # noqa: E402
+from orchestrator.demo import make_demo  # noqa: E402
+from orchestrator.driver import Driver  # noqa: E402
 from orchestrator.logs import configure_logging  # noqa: E402
-from orchestrator.loop import Orchestrator  # noqa: E402
-from orchestrator.session import run_session  # noqa: E402
 
 
-def daemon(config: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    full = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", "--config", str(config), "run"],
+def daemon(config: Path, kill_at: str = "") -> subprocess.Popen[bytes]:
+    full = {**os.environ, "PYTHONPATH": str(REPO)}
+    entry = ["-m", "tests.kill_at", kill_at] if kill_at else ["-m", "orchestrator"]
+    return subprocess.Popen([sys.executable, *entry, "--config", str(config), "run"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=full)
 
 
@@ -42,12 +42,9 @@ def heartbeat(ws: Path) -> dict:
 def loop_figures(root: Path) -> None:
     cfg = load_config(make_demo(root / "loop"))
     start = time.monotonic()
-    orch = Orchestrator(cfg, log=configure_logging(cfg.workspace / "logs", console_level="off"))
-    try:
-        run_session(orch)
-        rows = orch.store.iterations()
-    finally:
-        orch.close()
+    with Driver(cfg, log=configure_logging(cfg.workspace / "logs", console_level="off")) as driver:
+        driver.session()
+        rows = driver.ctx.store.iterations()
     wall = time.monotonic() - start
     props = [r for r in rows if r.n > 0]
     overhead = [r.duration_s - r.bench_s - r.backend_s for r in props]
@@ -66,12 +63,12 @@ def loop_figures(root: Path) -> None:
 def restart_figures(root: Path) -> None:
     config = make_demo(root / "restart")
     ws = config.parent / "workspace"
-    killed = daemon(config, {"AUTOHARNESS_KILL_AT": "gate:3"})
+    killed = daemon(config, kill_at="gate:3")
     killed.wait(timeout=120)
     times = []
     for _ in range(3):
         t0 = time.monotonic()
-        proc = daemon(config, {"AUTOHARNESS_KILL_AT": "gate:3"})
+        proc = daemon(config, kill_at="gate:3")
         while True:
             hb = heartbeat(ws)
             if hb.get("pid") == proc.pid and hb.get("iteration") == 3 and hb.get("phase") in ("train", "analyze",

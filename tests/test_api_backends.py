@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from agents.anthropic_api import AnthropicAgent
-from agents.base import ProposalRequest, ProposalStatus
 from agents.fallback import FallbackChain, build_agent
 from agents.openai_api import OpenAIAgent
-from orchestrator.config import BackendConfig, BackendSection
-from orchestrator.errors import ConfigError
+from orchestrator.core.config import BackendConfig, BackendSection
+from orchestrator.core.contracts import ProposalRequest, ProposalStatus
+from orchestrator.core.errors import ConfigError
 from tests.scripted_server import ScriptedServer
 from tests.toy import git, greet_repo
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bird_interact import BirdInteractRunner
-from benchmarks.starters import starter_config, starter_files
-from orchestrator.config import BenchmarkConfig
-from orchestrator.errors import ConfigError
+from orchestrator.core import registry
+from orchestrator.core.config import BenchmarkConfig
+from orchestrator.core.errors import ConfigError
 from tests.fixtures.tau2.script import tau2_python
 from tests.test_e2e_tau2 import cli, dump_toml, git, mentions
 
@@ -133,15 +133,15 @@ def test_starters_for_every_kind():
     for kind, agent_file, entry in (("tau2", "agent/tau2_agent.py", "class Agent(LLMAgent)"),
                                     ("harbor", "agent/harbor_agent.py", "class Agent(Terminus2)"),
                                     ("bird-interact", "agent/bird_agent.py", "def build_agent(")):
-        files, cfg = starter_files(kind), starter_config(kind)
+        starter = registry.load("benchmark", kind).starter
+        files = starter.file_texts()
         assert files["agent/__init__.py"] == "" and entry in files[agent_file]
-        assert cfg["benchmark"]["kind"] == kind and cfg["editable"] == ["agent/**"]
-        module = cfg["benchmark"]["options"]["agent"].partition(":")[0]
+        assert starter.benchmark["kind"] == kind and starter.editable == ["agent/**"]
+        module = starter.benchmark["options"]["agent"].partition(":")[0]
         assert f"{module.replace('.', '/')}.py" in files
-        cfg["benchmark"]["options"]["agent"] = "changed"
-        assert starter_config(kind)["benchmark"]["options"]["agent"] != "changed"   # a copy each time
-    with pytest.raises(KeyError):
-        starter_files("nope")
+    assert registry.load("benchmark", "command").starter.files == {}
+    with pytest.raises(ConfigError, match="unknown kind 'nope'"):
+        registry.load("benchmark", "nope")
 
 
 def test_loop_end_to_end_with_the_stand_in(python, tmp_path):

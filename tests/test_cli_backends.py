@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from agents.base import ProposalRequest, ProposalStatus
 from agents.claude_code import ClaudeCodeAgent
 from agents.cli_common import classify_failure
 from agents.codex import CodexAgent
-from orchestrator.config import BackendConfig
-from orchestrator.errors import ConfigError
+from orchestrator.core.config import BackendConfig
+from orchestrator.core.contracts import ProposalRequest, ProposalStatus
+from orchestrator.core.errors import ConfigError
 from tests.scripted_server import ScriptedServer
 from tests.toy import git, greet_repo
 

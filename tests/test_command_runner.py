@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.command import CommandRunner
-from orchestrator.config import BenchmarkConfig
-from orchestrator.errors import ConfigError
+from orchestrator.core.config import BenchmarkConfig
+from orchestrator.core.errors import ConfigError
 
 BENCH = r'''
 import json, os, sys, time

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import load_config
-from orchestrator.errors import ConfigError
+from orchestrator.core.config import load_config
+from orchestrator.core.errors import ConfigError
 from tests.test_loop import SPLIT, TASKS
 from tests.toy import REPO, cli, make_toy
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agents import backend_class
-from orchestrator.config import Config
+from orchestrator.core import registry
+from orchestrator.core.config import Config
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "config").glob("*.toml"))
 
@@ -18,7 +18,7 @@ def test_example_config_is_valid(path, monkeypatch):
     monkeypatch.setenv("AUTOHARNESS_WEBHOOK", "http://127.0.0.1:9/hook")
     cfg = Config.model_validate(tomllib.loads(path.read_text()))
     for backend in [cfg.backend, *cfg.backend.fallback]:
-        cls = backend_class(backend.kind)
+        cls = registry.load("backend", backend.kind)
         opts = getattr(cls, "options_model", None)
         if opts is not None:
             opts.model_validate(backend.options)

@@ -21,9 +21,10 @@ from tests.toy import REPO, Toy, cli
 pytestmark = pytest.mark.slow
 
 
-def start(toy: Toy, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def start(toy: Toy, *args: str, env: dict[str, str] | None = None, kill_at: str = "") -> subprocess.Popen[str]:
     full = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", "--config", str(toy.config), "run", *args],
+    entry = ["-m", "tests.kill_at", kill_at] if kill_at else ["-m", "orchestrator"]
+    return subprocess.Popen([sys.executable, *entry, "--config", str(toy.config), "run", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full)
 
 
@@ -69,8 +70,8 @@ def assert_consistent(toy: Toy) -> None:
         assert toy.git("rev-parse", "autoharness") == accepted[-1][0]
 
 
-def run_to_end(toy: Toy, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    proc = start(toy, env=env)
+def run_to_end(toy: Toy, env: dict[str, str] | None = None, kill_at: str = "") -> subprocess.CompletedProcess[str]:
+    proc = start(toy, env=env, kill_at=kill_at)
     out, err = proc.communicate(timeout=300)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
@@ -90,7 +91,7 @@ KILL_POINTS = ["baseline:train:0", "baseline:val:0", "baseline:test:0", "train:1
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_sigkill_at_each_phase_then_restart(queued, point, tmp_path):  # noqa: F811
     toy = queued
-    killed = run_to_end(toy, env={"AUTOHARNESS_KILL_AT": point})
+    killed = run_to_end(toy, kill_at=point)
     assert killed.returncode == -signal.SIGKILL
     res = run_to_end(toy)
     assert res.returncode == 0, res.stderr

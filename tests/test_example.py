@@ -318,7 +318,7 @@ def test_a_missing_agent_dir_is_a_usage_error(tmp_path):
 
 def test_the_command_runner_scores_the_example(tmp_path):
     from benchmarks.command import CommandRunner
-    from orchestrator.config import BenchmarkConfig
+    from orchestrator.core.config import BenchmarkConfig
 
     repo = new_repo(tmp_path / "agent")
     config = BenchmarkConfig(kind="command", options={"cmd": [sys.executable, str(EVAL_SCRIPT)]})

@@ -15,8 +15,8 @@ import pytest
 import benchmarks.harbor as harbor_mod
 from benchmarks.harbor import HarborRunner, glob_escape
 from benchmarks.shims import default_venv
-from orchestrator.config import BenchmarkConfig
-from orchestrator.errors import ConfigError
+from orchestrator.core.config import BenchmarkConfig
+from orchestrator.core.errors import ConfigError
 from tests.test_e2e_tau2 import cli, dump_toml, git, mentions
 
 FIXTURES = Path(__file__).parent / "fixtures" / "harbor"

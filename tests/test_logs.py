@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from orchestrator.errors import ConfigError, GateFailed
+from orchestrator.core.errors import BenchmarkFailed, ConfigError, Rejected, Stage
 from orchestrator.logs import LOG_FILE, LOGGER, configure_logging, phase
 
 
@@ -96,19 +96,24 @@ def test_phase_end_and_error(tmp_path):
     with pytest.raises(ValueError, match="boom"):
         with phase(log, "propose", iteration=2):
             raise ValueError("boom")
-    with pytest.raises(GateFailed):
+    with pytest.raises(BenchmarkFailed):
         with phase(log, "gate", iteration=2):
-            raise GateFailed("val", "no better")
+            raise BenchmarkFailed("the benchmark is gone")
+    with pytest.raises(Rejected):  # a rejection is the gate's outcome, not a failure of the phase
+        with phase(log, "gate", iteration=3):
+            raise Rejected(Stage.VAL, "no better")
     got = lines(tmp_path)
     assert [(g["event"], g["phase"]) for g in got] == [
         ("phase_start", "train"), ("inside", "train"), ("phase_end", "train"),
-        ("phase_start", "propose"), ("phase_error", "propose"), ("phase_start", "gate"), ("phase_error", "gate")]
-    assert all(g["iteration"] == 2 for g in got)
+        ("phase_start", "propose"), ("phase_error", "propose"), ("phase_start", "gate"), ("phase_error", "gate"),
+        ("phase_start", "gate"), ("phase_end", "gate")]
+    assert all(g["iteration"] == 2 for g in got[:7])
     assert got[2]["duration_s"] >= 0
     err = got[4]
     assert err["error"] == "ValueError: boom" and err["error_type"] == "ValueError" and err["level"] == "error"
     assert "Traceback" in err["exception"] and err["duration_s"] >= 0
-    assert got[6]["error"] == "GateFailed: val: no better" and "exception" not in got[6]
+    assert got[6]["error"] == "BenchmarkFailed: the benchmark is gone" and "exception" not in got[6]
+    assert got[8]["outcome"] == "val: no better" and got[8]["level"] == "info"
 
 
 def test_bad_console_level_is_config_error(tmp_path):

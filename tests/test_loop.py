@@ -318,3 +318,37 @@ def test_ignored_and_cache_files_are_neither_committed_nor_scored(tmp_path):
     assert row["decision"] == "rejected" and row["reason"].startswith("val"), row
     diff = (toy.workspace / "iterations" / "1" / "diff.patch").read_text()
     assert "b/agent/extra.txt" not in diff and "__pycache__" not in diff
+
+
+def _loop(toy, **settings) -> None:
+    toy.config.write_text(toy.config.read_text() + "[loop]\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+
+
+def _decisions(toy) -> list[str]:
+    return [r["decision"] for r in tsv(toy)]
+
+
+def test_run_once_obeys_stop_max_iterations_and_plateau(queued):
+    """`run --once` is a session of at most one iteration: the same stop conditions as the daemon's."""
+    toy = queued
+    _loop(toy, max_iterations=2, plateau=1)
+    cli(toy, "stop")
+    first = cli(toy, "run", "--once").stdout
+    assert "no iteration run: STOP file" in first and _decisions(toy) == ["baseline"]
+    assert not (toy.workspace / "STOP").exists()  # a STOP stops one session, not every one after it
+    assert "iteration 1: accepted" in cli(toy, "run", "--once").stdout
+    assert "iteration 2: rejected" in cli(toy, "run", "--once").stdout
+    third = cli(toy, "run", "--once").stdout
+    assert "no iteration run: max_iterations (2)" in third and _decisions(toy) == ["baseline", "accepted", "rejected"]
+    toy.config.write_text(toy.config.read_text().replace("max_iterations = 2\n", "max_iterations = 50\n"))
+    assert "no iteration run: plateau (1 rejections in a row)" in cli(toy, "run", "--once").stdout
+    assert _decisions(toy) == ["baseline", "accepted", "rejected"]
+
+
+def test_run_once_obeys_the_budget(queued):
+    toy = queued
+    toy.config.write_text(toy.config.read_text().replace('kind = "replay"', 'kind = "tests.toy:PricedReplay"'))
+    _loop(toy, budget_usd=1.0)
+    assert "iteration 1: accepted" in cli(toy, "run", "--once").stdout  # costs $1: the budget is now spent
+    out = cli(toy, "run", "--once").stdout
+    assert "no iteration run: budget_usd ($1.00 of $1.00)" in out and _decisions(toy) == ["baseline", "accepted"]

@@ -9,7 +9,10 @@ import anthropic
 import openai
 import pytest
 
-from agents.base import (
+from agents.pricing import Prices, cost_usd, openai_usage
+from agents.retry import MAX_WAIT_ENV, call_with_retries, classify, retry_after_s
+from orchestrator.core.contracts import Usage
+from orchestrator.core.errors import (
     AuthFailed,
     BackendTimeout,
     BadOutput,
@@ -18,10 +21,7 @@ from agents.base import (
     ContextWindowExceeded,
     Overloaded,
     RateLimited,
-    Usage,
 )
-from agents.pricing import Prices, cost_usd, openai_usage
-from agents.retry import MAX_WAIT_ENV, call_with_retries, classify, retry_after_s
 from tests.scripted_server import ScriptedServer
 
 # ------------------------------------------------------------------ pricing

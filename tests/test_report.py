@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from orchestrator.errors import ConfigError
+from orchestrator.core.errors import ConfigError
 from orchestrator.report import write_report
 from orchestrator.store import IterationRecord, Store
 from tests.test_loop import SPLIT, TASKS

@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from orchestrator.proc import run_process
-from orchestrator.sandbox import Sandbox
+from orchestrator.core.proc import run_process
+from orchestrator.core.sandbox import Sandbox
 from tests.test_loop import SPLIT, TASKS, tsv
 from tests.toy import cli, make_toy
 

@@ -9,8 +9,8 @@ import pytest
 
 import benchmarks.tau2 as tau2_mod
 from benchmarks.tau2 import Tau2Runner
-from orchestrator.config import BenchmarkConfig
-from orchestrator.errors import ConfigError
+from orchestrator.core.config import BenchmarkConfig
+from orchestrator.core.errors import ConfigError
 from tests.fixtures.tau2.script import SOLVE_MARKER, Tau2Script, load_tasks, tau2_python
 from tests.scripted_server import ScriptedServer
 

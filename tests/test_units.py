@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from orchestrator.config import SplitConfig
-from orchestrator.errors import ConfigError
+from orchestrator.core.config import SplitConfig
+from orchestrator.core.errors import ConfigError
+from orchestrator.core.proc import run_process
 from orchestrator.guard import id_pattern, is_editable
-from orchestrator.proc import run_process
 from orchestrator.splits import load_or_freeze, make_splits
 
 

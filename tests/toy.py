@@ -157,8 +157,8 @@ class SleepyAgent:
         pass
 
     def propose(self, request):
-        from agents.base import Proposal, ProposalStatus
-        from orchestrator.proc import run_process
+        from orchestrator.core.contracts import Proposal, ProposalStatus
+        from orchestrator.core.proc import run_process
         run_process(["sleep", "300"], timeout_s=600)
         return Proposal(ProposalStatus.OK, summary="slept")
 
@@ -174,7 +174,7 @@ class MischiefAgent:
         self.options = config.options
 
     def propose(self, request):
-        from agents.base import Proposal, ProposalStatus
+        from orchestrator.core.contracts import Proposal, ProposalStatus
         wt = request.worktree
         (wt / "agent" / "skills.py").write_text(skills_file("alpha", "beta"))
         if self.options.get("extra"):
@@ -197,8 +197,8 @@ class PeekingAgent:
         self.looks = config.options["looks"]
 
     def propose(self, request):
-        from agents.base import Proposal, ProposalStatus
-        from orchestrator.proc import run_process
+        from orchestrator.core.contracts import Proposal, ProposalStatus
+        from orchestrator.core.proc import run_process
         script = "; ".join(f"echo '== {p}'; cat {p} 2>&1; ls {p} 2>&1" for p in self.looks)
         script += "; echo \"KNOWN = ['alpha', 'beta']\" > agent/skills.py; git status --short > agent/git.txt"
         argv = ["bash", "-c", script]

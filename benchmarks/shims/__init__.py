@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ConfigError
-from orchestrator.proc import ProcResult, run_process
+from orchestrator.core.errors import ConfigError
+from orchestrator.core.proc import ProcResult, run_process
 
 SHIMS = Path(__file__).resolve().parent
 # `.ci/install-benchmarks.sh` creates `<repo>/.ci-tools/<name>-venv`.

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.core.errors import GitError
+
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 KILL_GRACE_S = 3.0
 PR_SET_PDEATHSIG = 1
@@ -119,13 +121,16 @@ def run_process(
     cap_chars: int = 200_000,
     tee: Path | None = None,
     on_line: Callable[[str], None] | None = None,
+    redact_output: bool = True,
 ) -> ProcResult:
     """Run argv to completion or timeout. `env` replaces the environment when given.
 
     `on_line` sees each stdout line as it arrives (for streaming JSON); `tee` receives the
     redacted stdout lines as they arrive, so a killed run still leaves its transcript.
     """
-    secrets = secret_values(env if env is not None else os.environ)
+    # Output is redacted for the logs and records it may reach; `git` reads its own data raw (a diff must show
+    # the guard the secret it would leak).
+    secrets = secret_values(env if env is not None else os.environ) if redact_output or tee else []
     start = time.monotonic()
     proc = subprocess.Popen(
         argv,
@@ -199,8 +204,22 @@ def run_process(
             _live.discard(proc)
     return ProcResult(
         returncode=None if timed_out else proc.returncode,
-        stdout=redact(out.text(), secrets),
-        stderr=redact(err.text(), secrets),
+        stdout=redact(out.text(), secrets) if redact_output else out.text(),
+        stderr=redact(err.text(), secrets) if redact_output else err.text(),
         duration_s=time.monotonic() - start,
         timed_out=timed_out,
     )
+
+
+GIT_TIMEOUT_S = 300.0
+
+
+def git(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout_s: float = GIT_TIMEOUT_S,
+        check: bool = True) -> ProcResult:
+    """Run `git args...` in `cwd` through run_process (timeout, process bookkeeping). With `check`, a failure
+    raises GitError naming the command and git's own last words."""
+    res = run_process(["git", *args], cwd=cwd, env=env, timeout_s=timeout_s, redact_output=False)
+    if check and not res.ok:
+        why = "timed out" if res.timed_out else (res.stderr.strip() or res.stdout.strip() or f"exit {res.returncode}")
+        raise GitError(redact(f"git {' '.join(args[:3])} failed in {cwd}: {why[-500:]}", secret_values(env)))
+    return res

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from orchestrator.errors import ConfigError
+from orchestrator.core.errors import ConfigError
 
 SEARCH_ORDER = ("autoharness.toml", "config/autoharness.toml")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "benchmarks" / "example"  # the agent, its benchmark and patches
 CONFIG = """\
 workspace = "workspace"
 
@@ -68,26 +68,22 @@ def make_demo(root: Path) -> Path:
 
 
 def main() -> None:
-    from orchestrator.cli import _orchestrator, _results_table, _status_data
-    from orchestrator.config import load_config
     from orchestrator.console import console, progress_bars
-    from orchestrator.session import run_session
+    from orchestrator.core.config import load_config
+    from orchestrator.driver import Driver
+    from orchestrator.status import results_table, status_data
 
     start = time.monotonic()
     root = Path.cwd() / "demo"
     cfg = load_config(make_demo(root))
     console.print(f"[bold]autoharness demo[/bold]: improving the support agent in {root / 'target'}")
-    with progress_bars() as progress:
-        orch = _orchestrator(cfg, progress)
-        try:
-            reason = run_session(orch, on_iteration=lambda r: console.print(
-                f"iteration {r.n}: {r.decision}{' (' + r.stage + ')' if r.stage else ''} {r.reason}", highlight=False))
-            rows = orch.store.iterations()
-            log = orch.repo.log()
-        finally:
-            orch.close()
-    data = _status_data(cfg)
-    console.print(_results_table(data["rows"]))
+    with progress_bars() as progress, Driver(cfg, progress=progress) as driver:
+        reason = driver.session(on_iteration=lambda r: console.print(
+            f"iteration {r.n}: {r.decision}{' (' + r.stage + ')' if r.stage else ''} {r.reason}", highlight=False))
+        rows = driver.ctx.store.iterations()
+        log = driver.ctx.repo.log()
+    data = status_data(cfg)
+    console.print(results_table(data["rows"]))
     console.print(f"stopped: {reason}")
     console.print(f"test: baseline {data['baseline_test']:.3f} -> best {data['final_test']:.3f}")
     console.print(f"\n[bold]git log autoharness[/bold] ({root / 'target'})\n{log}\n", highlight=False)

@@ -1,0 +1,84 @@
+"""What one run holds while it works: the config, the workspace and its store, the target repo, the benchmark
+(behind the evaluator and its cache), the coding agent, the frozen splits, the phase tracer and the
+cancellation the pipeline checks at its safe points. Built by the run driver; read by the pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from agents.fallback import build_agent
+from orchestrator.core import registry, sandbox
+from orchestrator.core.cancel import Cancellation
+from orchestrator.core.config import Config, resolve_path
+from orchestrator.core.contracts import BenchmarkRunner, CodingAgent
+from orchestrator.core.errors import BudgetExceeded
+from orchestrator.core.workspace import Workspace
+from orchestrator.evaluate import Evaluator, Progress, code_hash
+from orchestrator.gitops import TargetRepo
+from orchestrator.logs import Phases
+from orchestrator.splits import Splits, load_or_freeze, make_splits
+from orchestrator.store import Store
+
+
+@dataclass
+class RunContext:
+    cfg: Config
+    phases: Phases
+    on_progress: Progress | None = None
+    cancel: Cancellation = field(default_factory=Cancellation)
+
+    def __post_init__(self) -> None:
+        self.ws = Workspace(self.cfg.workspace).ensure()
+        self.store = Store(self.ws.db)
+        self.repo = TargetRepo(self.cfg.target.repo, self.cfg.target.base, self.cfg.target.branch)
+        self.runner: BenchmarkRunner = registry.load("benchmark", self.cfg.benchmark.kind)(
+            self.cfg.benchmark, self.cfg.config_dir)
+        self.evaluator = Evaluator(self.runner, self.store, self.ws.traces_train, self.cfg.benchmark,
+                                   self.on_progress, self.cancel)
+        # Worktrees live outside the workspace and the target: one folder per workspace.
+        key = hashlib.sha256(str(self.ws.root).encode()).hexdigest()[:12]
+        self.worktree_root = Path(tempfile.gettempdir()) / "autoharness-worktrees" / key
+
+    @cached_property
+    def agent(self) -> CodingAgent:
+        return build_agent(self.cfg.backend, self.cfg.config_dir)
+
+    @cached_property
+    def splits(self) -> Splits:
+        wanted = make_splits(self.cfg.benchmark.split, self.runner.tasks(), self.runner.default_split())
+        return load_or_freeze(self.ws.splits, wanted)
+
+    def step(self, name: str, n: int) -> None:
+        """Enter a phase of the pipeline: a safe point, where a requested cancel takes effect."""
+        self.cancel.check()
+        self.phases.enter(name, iteration=n)
+
+    def hash_of(self, worktree: Path, treeish: str | None = None) -> str:
+        """The cache key of a commit (`treeish`) or of the staged candidate (None)."""
+        return code_hash(self.repo.tree_entries(worktree, treeish), self.cfg.target.editable, self.cfg.benchmark)
+
+    def budget_left(self) -> float:
+        spend = self.store.spend_usd()
+        if spend >= self.cfg.loop.budget_usd:
+            raise BudgetExceeded(f"spent ${spend:.2f} of the ${self.cfg.loop.budget_usd:.2f} budget")
+        return self.cfg.loop.budget_usd - spend
+
+    def sandbox(self, worktree: Path) -> sandbox.Sandbox | None:
+        """Hide the records, the benchmark, the config folder and the target's checkout; keep the worktree
+        and the target's git database (the worktree's commits live there)."""
+        cfg = self.cfg
+        hide = [self.ws.root, cfg.config_dir, cfg.target.repo, *self.runner.private_paths(),
+                *(resolve_path(cfg, p) for p in cfg.backend.sandbox_hide)]
+        return sandbox.build(cfg.backend.sandbox, hide, [worktree, self.repo.git_dir])
+
+    def close(self) -> None:
+        self.store.close()
+        for folder in (self.worktree_root, self.worktree_root.parent):
+            try:
+                folder.rmdir()  # only when empty: another workspace's worktrees may live beside ours
+            except OSError:
+                pass

@@ -1,0 +1,45 @@
+"""`autoharness doctor`: every check a night would fail on, all of them, before the night."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agents.fallback import build_agent
+from orchestrator.core import registry
+from orchestrator.core.config import Config
+from orchestrator.core.contracts import Check
+from orchestrator.core.errors import AutoharnessError
+from orchestrator.core.proc import run_process
+from orchestrator.core.sandbox import build as build_sandbox
+from orchestrator.gitops import TargetRepo
+
+
+def checks(cfg: Config) -> list[Check]:
+    found = [Check("config", True, str(cfg.source)), *_collect("target", lambda: _target(cfg))]
+    found += _collect("benchmark", lambda: registry.load("benchmark", cfg.benchmark.kind)(
+        cfg.benchmark, cfg.config_dir).check())
+    found += _collect("backend", lambda: build_agent(cfg.backend, cfg.config_dir).check())
+    if cfg.backend.sandbox == "bwrap":
+        found += _collect("sandbox", _sandbox)
+    return found
+
+
+def _collect(label: str, make: Callable[[], list[Check]]) -> list[Check]:
+    """Doctor reports; it does not stop at the first problem."""
+    try:
+        return make()
+    except AutoharnessError as exc:
+        return [Check(label, False, str(exc))]
+
+
+def _target(cfg: Config) -> list[Check]:
+    repo = TargetRepo(cfg.target.repo, cfg.target.base, cfg.target.branch)
+    return [Check("target base", repo.sha(cfg.target.base) is not None, f"{cfg.target.base} in {cfg.target.repo}")]
+
+
+def _sandbox() -> list[Check]:
+    box = build_sandbox("bwrap", [], [])
+    assert box is not None
+    res = run_process(box.wrap(["true"]), timeout_s=30)
+    detail = "bwrap runs" if res.ok else f"bwrap cannot start here: {(res.stderr.strip() or '?')[-200:]}"
+    return [Check("sandbox", res.ok, detail)]

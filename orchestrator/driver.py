@@ -1,0 +1,153 @@
+"""The run driver: the one way every entry point (the CLI's commands, the daemon, the demo, the bench) runs work
+on a workspace. It owns the lock, the logs, reconciling git with the records, the baseline, a session with
+its stop conditions, and the final test score.
+
+    with Driver(cfg, progress=bars) as driver:
+        reason = driver.session(limit=1)      # `run --once`: a session of at most one iteration
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from orchestrator import pipeline
+from orchestrator.context import RunContext
+from orchestrator.core.cancel import Cancellation
+from orchestrator.core.config import Config
+from orchestrator.core.errors import BudgetExceeded, Decision, NothingToPropose
+from orchestrator.evaluate import Outcome, Progress
+from orchestrator.lock import WorkspaceLock
+from orchestrator.logs import Phases, configure_logging
+from orchestrator.store import IterationRecord
+
+PhaseObserver = Callable[[str, int | None], None]
+
+
+def plateau_count(rows: list[IterationRecord]) -> int:
+    """Rejections (and errors) in a row since the last accepted change."""
+    count = 0
+    for r in reversed(rows):
+        if r.decision in (Decision.ACCEPTED, Decision.BASELINE):
+            break
+        count += 1
+    return count
+
+
+class Driver:
+    def __init__(self, cfg: Config, *, progress: Progress | None = None, observers: Iterable[PhaseObserver] = (),
+                 cancel: Cancellation | None = None, log: Any = None, locked: bool = False):
+        """`locked`: the caller already holds the workspace lock (the daemon, across its windows)."""
+        self.cfg = cfg
+        self.progress = progress
+        self.observers = list(observers)
+        self.cancel = cancel or Cancellation()
+        self.log = log
+        self.locked = locked
+        self._lock: WorkspaceLock | None = None
+        self._ctx: RunContext | None = None
+
+    def __enter__(self) -> Driver:
+        if not self.locked:
+            self._lock = WorkspaceLock(self.cfg.workspace / "run.lock").acquire()
+        try:
+            # Phases go to workspace/logs as JSON lines; the console keeps the progress bars and results.
+            self.log = self.log or configure_logging(self.cfg.workspace / "logs", console_level="warning")
+            self._ctx = RunContext(self.cfg, Phases(self.log, self.observers), self.progress, self.cancel)
+            self.reconcile()
+            _ = self.ctx.splits  # frozen (or checked against what is frozen) before any work: a bad split is one line
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    @property
+    def ctx(self) -> RunContext:
+        assert self._ctx is not None, "use the driver as a context manager"
+        return self._ctx
+
+    def reconcile(self) -> list[str]:
+        """Bring git in line with the records after a crash; return what was done."""
+        ctx, cfg = self.ctx, self.cfg
+        done = [f"removed stale worktree {p}" for p in ctx.repo.prune_worktrees(ctx.worktree_root)]
+        ctx.repo.check_branch_free(ctx.worktree_root)
+        best = ctx.store.best()
+        if best is None:
+            return done
+        if best.config_hash and best.config_hash != cfg.digest():
+            ctx.store.event("config_changed", "the config differs from the one of the best iteration",
+                            before=best.config_hash, after=cfg.digest())
+            self.log.info("config_changed", before=best.config_hash, after=cfg.digest())
+        tip = ctx.repo.tip()
+        if tip != best.commit_sha:
+            ctx.repo.reset_branch(best.commit_sha)
+            ctx.store.event("reconcile", f"branch moved back from {tip[:12]} to the recorded best {best.commit_sha[:12]}")
+            done.append(f"reset {cfg.target.branch} to {best.commit_sha[:12]}")
+        ctx.repo.tag_best(best.commit_sha)
+        return done
+
+    def baseline(self) -> IterationRecord:
+        return pipeline.baseline(self.ctx)
+
+    def stop_reason(self) -> str | None:
+        """Why no further iteration may start now, or None."""
+        loop, store = self.cfg.loop, self.ctx.store
+        rows = store.iterations()
+        if self.ctx.ws.stop_file.exists():
+            return "STOP file"
+        if sum(1 for r in rows if r.n > 0) >= loop.max_iterations:
+            return f"max_iterations ({loop.max_iterations})"
+        if plateau_count(rows) >= loop.plateau:
+            return f"plateau ({loop.plateau} rejections in a row)"
+        if store.spend_usd() >= loop.budget_usd:
+            return f"budget_usd (${store.spend_usd():.2f} of ${loop.budget_usd:.2f})"
+        return None
+
+    def session(self, *, limit: int | None = None, external_stop: Callable[[], str | None] = lambda: None,
+                on_iteration: Callable[[IterationRecord], None] | None = None, score_test: bool = True) -> str:
+        """Baseline if needed, then iterations until a stop condition (or `limit` iterations); the reason is
+        recorded. Then, unless told not to, the test split is scored once on the best commit."""
+        store = self.ctx.store
+        run_id = store.start_run(self.cfg.digest())
+        reason, done = "unknown", 0
+        try:
+            self.baseline()
+            while True:
+                reason = external_stop() or self.stop_reason() or ""
+                if not reason and limit is not None and done >= limit:
+                    reason = f"limit ({limit} iteration{'s' if limit != 1 else ''})"
+                if reason:
+                    break
+                try:
+                    rec = pipeline.iterate(self.ctx)
+                except NothingToPropose:
+                    reason = "nothing left to propose"
+                    break
+                except BudgetExceeded as exc:
+                    reason = f"budget_usd ({exc})"
+                    break
+                done += 1
+                if on_iteration:
+                    on_iteration(rec)
+        except BaseException as exc:
+            reason = f"interrupted: {type(exc).__name__}: {exc}"[:300]
+            raise
+        finally:
+            store.event("stop", reason)
+            store.finish_run(run_id, reason)
+        if reason == "STOP file":
+            self.ctx.ws.stop_file.unlink(missing_ok=True)  # a STOP stops one session, not every one after it
+        if score_test:
+            self.final_test()
+        return reason
+
+    def final_test(self) -> Outcome | None:
+        return pipeline.score_test(self.ctx)

@@ -1,0 +1,215 @@
+"""One iteration: train -> analyze -> propose -> gate -> commit, and the record written once, in `finally`.
+
+The baseline (iteration 0) and the final test score are here too: the three ways code gets scored.
+Each step is a phase (traced in the logs, shown in the heartbeat) and a safe point where a requested
+cancel takes effect. A candidate ends by an exception that carries its outcome: `Rejected` from the gate
+stage that refused it, or from the backend step; a known fault while judging it is recorded as an error.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from orchestrator import analyze, gate, records
+from orchestrator.context import RunContext
+from orchestrator.core.contracts import Proposal, ProposalRequest, ProposalStatus, Usage
+from orchestrator.core.errors import (
+    AutoharnessError,
+    BenchmarkFailed,
+    ConfigError,
+    Decision,
+    GitError,
+    NothingToPropose,
+    Rejected,
+    Stage,
+)
+from orchestrator.core.workspace import atomic_write, write_json
+from orchestrator.evaluate import CONTEXT_DIR, Outcome, Timer
+from orchestrator.store import IterationRecord
+from prompts import render
+
+
+class Ending(NamedTuple):
+    decision: Decision
+    stage: Stage
+    reason: str
+
+
+def iterate(ctx: RunContext) -> IterationRecord:
+    """One proposal, from the best commit to its record. Raises NothingToPropose or BudgetExceeded to end the
+    loop, Cancelled when a stop was forced; an unknown error is logged as a crash and re-raised undecided."""
+    best, n, budget_left = ctx.store.best(), ctx.store.next_iteration(), ctx.budget_left()
+    assert best is not None, "the baseline comes first"
+    idir, timer, suite = ctx.ws.iteration_dir(n), Timer(), gate.Suite.load(ctx.store)
+    proposal: Proposal | None = None
+    verdict: gate.Verdict | None = None
+    ending: Ending | None = None
+    try:
+        with ctx.phases.traced(), ctx.repo.worktree(ctx.worktree_root / f"iter-{n}", best.commit_sha) as wt:
+            ctx.step("train", n)
+            train = timer.add(ctx.evaluator.evaluate(wt, best.code_hash, ctx.splits.train, "train", label="train"))
+            ctx.repo.reset_clean(wt, best.commit_sha)  # the coding agent starts from a pristine checkout
+            ctx.step("analyze", n)
+            digest = _analyze(ctx, wt, best, train, idir)
+            ctx.step("propose", n)
+            proposal, moved_refs = _propose(ctx, wt, digest, n, idir, budget_left)
+            timer.backend_s += proposal.duration_s
+            if proposal.status is not ProposalStatus.OK:
+                raise Rejected(Stage.BACKEND, _failure(proposal), Decision.ERROR)
+            ctx.step("gate", n)
+            verdict = gate.judge(ctx, wt, best, suite, timer, moved_refs, idir / "diff.patch")
+            accept = Ending(Decision.ACCEPTED, Stage.NONE, f"val {best.val_score or 0.0:.4f} -> {verdict.val_score:.4f}")
+            ctx.step("commit", n)
+            message = records.commit_message(_record(ctx, n, best, timer, proposal, verdict, accept))
+            commit = ctx.repo.commit(wt, message, expected_tip=best.commit_sha)
+            # Committed, not yet recorded: no cancel from here on; a crash here is undone at restart.
+            ctx.phases.enter("record", iteration=n)
+            ending = accept
+    except Rejected as exc:
+        ending, verdict = Ending(exc.decision, exc.stage, exc.reason), exc.verdict or verdict
+    except GitError as exc:  # a worktree the coding agent broke (deleted .git, corrupted its index)
+        ending = Ending(Decision.ERROR, Stage.GIT, f"git failed on the candidate: {exc}"[:500])
+    except NothingToPropose as exc:
+        ctx.store.event("nothing_left", str(exc), iteration=n)
+        raise
+    except (BenchmarkFailed, ConfigError):
+        raise
+    except AutoharnessError as exc:
+        ending = Ending(Decision.ERROR, Stage.ERROR, str(exc)[:500])
+    except Exception as exc:
+        ctx.store.event("crash", f"{type(exc).__name__}: {exc}"[:1000], iteration=n)
+        raise
+    finally:
+        if ending is not None:  # decided: written once, here; undecided iterations are redone at restart
+            rec = _record(ctx, n, best, timer, proposal, verdict, ending,
+                          commit if ending.decision is Decision.ACCEPTED else "")
+            _decide(ctx, rec, verdict, suite, best)
+    return rec
+
+
+def _analyze(ctx: RunContext, wt: Path, best: IterationRecord, train: Outcome, idir: Path) -> str:
+    """The failure digest of the train run, and the traces it points to copied into the worktree."""
+    pass_reward = ctx.cfg.gate.pass_reward
+    failing = [t for t, r in train.results.items() if not gate.passed(r, pass_reward)]
+    traces = analyze.copy_traces(ctx.ws.traces_train / best.code_hash[:16], wt / CONTEXT_DIR / "traces", failing)
+    digest = analyze.digest(train.results, pass_reward, traces, CONTEXT_DIR)
+    atomic_write(idir / "analysis.md", f"# Iteration {idir.name}: failure analysis\n\n{digest}\n")
+    return digest
+
+
+def _propose(ctx: RunContext, wt: Path, digest: str, n: int, idir: Path,
+             budget_left: float) -> tuple[Proposal, list[str]]:
+    """Render the prompt, call the backend in the worktree; put back any ref of the target it moved."""
+    cfg = ctx.cfg
+    prompt = records.scrub(render(
+        "propose", editable=", ".join(cfg.target.editable), context_dir=CONTEXT_DIR, digest=digest,
+        attempts=records.attempts(ctx.store), learnings=records.learnings(ctx.store) or "(none yet)",
+    ), ctx.splits.held_out())
+    atomic_write(idir / "prompt.md", prompt)
+    request = ProposalRequest(
+        worktree=wt, prompt=prompt, editable=list(cfg.target.editable), timeout_s=cfg.backend.timeout_s,
+        max_cost_usd=max(min(cfg.backend.max_cost_usd, budget_left), 0.01), env=dict(cfg.backend.env),
+        iteration=n, transcript_path=idir / "transcript.jsonl", sandbox=ctx.sandbox(wt), cancel=ctx.cancel,
+    )
+    request.transcript_path.unlink(missing_ok=True)
+    refs_before = ctx.repo.refs()
+    try:
+        proposal = ctx.agent.propose(request)
+    finally:
+        moved = ctx.repo.restore_refs(refs_before)
+    if moved:
+        ctx.store.event("refs_restored", "the coding agent moved refs of the target", iteration=n, refs=moved)
+    # Spend is recorded the moment it is known, so a crash before the decision cannot hide it.
+    ctx.store.event("proposal", proposal.status.value, iteration=n, cost_usd=proposal.cost_usd,
+                    backend=proposal.backend)
+    shutil.rmtree(wt / CONTEXT_DIR, ignore_errors=True)
+    return proposal, moved
+
+
+def _failure(p: Proposal) -> str:
+    return f"{p.status.value}: {p.error_class or 'error'}: {p.error[:300]}".strip()
+
+
+def _record(ctx: RunContext, n: int, best: IterationRecord, timer: Timer, proposal: Proposal | None,
+            verdict: gate.Verdict | None, ending: Ending, commit: str = "") -> IterationRecord:
+    cfg, p, v = ctx.cfg, proposal, verdict or gate.Verdict()
+    usage = p.usage if p else Usage()
+    return IterationRecord(
+        n=n, started_at=timer.started_at, decided_at=time.time(), decision=ending.decision, stage=ending.stage,
+        reason=ending.reason, val_score=v.val_score, best_before=best.val_score, commit_sha=commit,
+        code_hash=v.code_hash, evals_passed=v.evals_passed, evals_total=v.evals_total,
+        backend=(p.backend if p else "") or cfg.backend.kind, model=(p.model if p else "") or cfg.backend.model,
+        proposal_status=p.status.value if p else "", cost_usd=p.cost_usd if p else None,
+        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+        cache_tokens=usage.cache_read_tokens + usage.cache_write_tokens, summary=p.summary.strip() if p else "",
+        config_hash=cfg.digest(), **timer.fields(),
+    )
+
+
+def _decide(ctx: RunContext, rec: IterationRecord, verdict: gate.Verdict | None, suite: gate.Suite,
+            best: IterationRecord) -> None:
+    """The decision lands in gate.json, then state.db (with the suite it moves, in one transaction), then
+    the best tag and the views."""
+    accepted = rec.decision == Decision.ACCEPTED
+    write_json(ctx.ws.iteration_dir(rec.n) / "gate.json", {
+        "iteration": rec.n, "best_commit": best.commit_sha, "best_val": best.val_score,
+        **(verdict or gate.Verdict()).as_dict(), "decision": rec.decision, "stage": rec.stage, "reason": rec.reason,
+        "val_score": rec.val_score, "commit": rec.commit_sha, "cost_usd": rec.cost_usd, "backend": rec.backend,
+    })
+    ctx.store.record_iteration(rec, kv={"suite": suite.dump(ctx.cfg.gate.suite_threshold)} if accepted else {})
+    if accepted:
+        ctx.repo.tag_best(rec.commit_sha)
+    records.write_views(ctx.store, ctx.ws)
+
+
+# -- the other two ways code is scored --------------------------------------------------------------------
+
+def baseline(ctx: RunContext) -> IterationRecord:
+    """Iteration 0: freeze the splits, score the base commit on train, val and test, seed the suite."""
+    existing = ctx.store.iteration(0)
+    if existing is not None:
+        return existing
+    splits, timer = ctx.splits, Timer()
+    tip = ctx.repo.ensure_branch()
+    ctx.repo.check_branch_free(ctx.worktree_root)
+    with ctx.phases.traced(), ctx.repo.worktree(ctx.worktree_root / "baseline", tip) as wt:
+        chash = ctx.hash_of(wt, tip)
+        ctx.step("baseline:train", 0)
+        train = timer.add(ctx.evaluator.evaluate(wt, chash, splits.train, "train", label="baseline train"))
+        ctx.step("baseline:val", 0)
+        val = timer.add(ctx.evaluator.evaluate(wt, chash, splits.val, "val", label="baseline val"))
+        test = None
+        if splits.test:
+            ctx.step("baseline:test", 0)
+            test = timer.add(ctx.evaluator.evaluate(wt, chash, splits.test, "test", label="baseline test"))
+    g = ctx.cfg.gate
+    suite = gate.Suite.initial(train.results, g.pass_reward)
+    ok, total = gate.pass_rate(train.results, g.pass_reward)
+    rec = IterationRecord(
+        n=0, started_at=timer.started_at, decided_at=time.time(), decision=Decision.BASELINE,
+        reason=f"train {ok}/{total}" + ("" if test is None else f", test {records.fmt(test.score)}"),
+        val_score=val.score, commit_sha=tip, code_hash=chash, evals_passed=ok, evals_total=total,
+        backend=ctx.cfg.backend.kind, model=ctx.cfg.backend.model, config_hash=ctx.cfg.digest(), **timer.fields(),
+    )
+    test_score = {} if test is None else {"score": test.score, "n": len(test.results)}
+    ctx.store.record_iteration(rec, kv={"suite": suite.dump(g.suite_threshold), "baseline_test": json.dumps(test_score)})
+    ctx.repo.tag_best(tip)
+    records.write_views(ctx.store, ctx.ws)
+    return rec
+
+
+def score_test(ctx: RunContext) -> Outcome | None:
+    """The honest number for the morning: the test split on the best commit, without traces; recorded as
+    `final_test`. Cached per code hash, so scoring an unchanged best again runs nothing."""
+    best = ctx.store.best()
+    if best is None or not ctx.splits.test:
+        return None
+    with ctx.phases.traced(), ctx.repo.worktree(ctx.worktree_root / "final-test", best.commit_sha) as wt:
+        ctx.step("final:test", best.n)
+        out = ctx.evaluator.evaluate(wt, best.code_hash, ctx.splits.test, "test", label="test")
+    ctx.store.put("final_test", json.dumps({"score": out.score, "n": len(out.results), "commit": best.commit_sha}))
+    return out

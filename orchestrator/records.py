@@ -1,0 +1,68 @@
+"""The files the store's rows are shown as: results.tsv, learnings.md, suite.json, and the texts the coding
+agent reads (previous attempts, learnings) and the commit message. Val numbers never reach what the coding
+agent reads; held-out ids are scrubbed from every prompt."""
+
+from __future__ import annotations
+
+import json
+
+from orchestrator import guard
+from orchestrator.core.errors import Decision
+from orchestrator.core.workspace import Workspace, atomic_write, write_json
+from orchestrator.gate import PUBLIC_REASON
+from orchestrator.store import IterationRecord, Store
+
+
+def public_reason(r: IterationRecord) -> str:
+    if r.decision == Decision.ACCEPTED:
+        return "kept: it improved the held-out validation score"
+    if r.stage in PUBLIC_REASON:
+        return f"rejected by the {r.stage} gate: {PUBLIC_REASON[r.stage]}"
+    return f"{r.stage}: {r.reason}" if r.stage else r.reason
+
+
+def attempts(store: Store, last: int = 10) -> str:
+    rows = [r for r in store.iterations() if r.n > 0]
+    if not rows:
+        return "(none yet)"
+    out = []
+    for r in rows[-last:]:
+        first = r.summary.strip().splitlines()[0][:200] if r.summary.strip() else "(no summary)"
+        out.append(f"- Iteration {r.n}: {r.decision} — {public_reason(r)}. {first}")
+    return "\n".join(out)
+
+
+def learnings(store: Store) -> str:
+    parts = []
+    for r in store.iterations():
+        if r.n == 0:
+            continue
+        head = f"## Iteration {r.n}: {r.decision}" + (f" ({public_reason(r)})" if r.decision != Decision.ACCEPTED else "")
+        parts.append(f"{head}\n{r.summary.strip() or '(no summary)'}\n")
+    return "\n".join(parts)
+
+
+def scrub(text: str, held_out: list[str]) -> str:
+    """Last line of defence: no held-out task id may reach a prompt."""
+    for task_id in held_out:
+        text = guard.id_pattern(task_id).sub("[held-out id]", text)
+    return text
+
+
+def write_views(store: Store, ws: Workspace) -> None:
+    store.write_tsv(ws.results_tsv)
+    atomic_write(ws.learnings, "# Learnings\n\n" + learnings(store))
+    write_json(ws.suite, json.loads(store.get("suite", "{}") or "{}"))
+
+
+def commit_message(rec: IterationRecord) -> str:
+    cost = "unknown" if rec.cost_usd is None else f"${rec.cost_usd:.4f}"
+    summary = "\n".join(rec.summary.splitlines()[:30])
+    return (f"autoharness: iteration {rec.n}, val {fmt(rec.best_before)} -> {fmt(rec.val_score)}\n\n"
+            f"suite {rec.evals_passed}/{rec.evals_total}, backend {rec.backend}"
+            f"{f' ({rec.model})' if rec.model else ''}, cost {cost}\n\n{summary}\n\n"
+            f"Autoharness-Iteration: {rec.n}\nAutoharness-Config: {rec.config_hash}\n")
+
+
+def fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"

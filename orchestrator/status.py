@@ -1,0 +1,70 @@
+"""What `status`, `report` and the demo show: the records read beside a running daemon (read-only), as data
+and as a table."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from rich.table import Table
+
+from orchestrator.core.config import Config
+from orchestrator.core.workspace import Workspace
+from orchestrator.daemon import next_window
+from orchestrator.heartbeat import is_stale, read
+from orchestrator.notify import NightSummary
+from orchestrator.store import Store
+
+
+def status_data(cfg: Config) -> dict[str, Any]:
+    """Everything `status` and `report` show: the rows, the run's summary, the daemon's heartbeat."""
+    ws = Workspace(cfg.workspace)
+    data: dict[str, Any] = {"workspace": str(ws.root), "rows": []}
+    if ws.db.exists():
+        store = Store(ws.db, readonly=True)
+        try:
+            data["rows"] = [
+                {k: getattr(r, k) for k in ("n", "decision", "stage", "reason", "val_score", "commit_sha",
+                                            "evals_passed", "evals_total", "backend", "cost_usd", "duration_s")}
+                for r in store.iterations()]
+            last = store.conn.execute("SELECT stop_reason FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+            summary = NightSummary.from_store(store, stop_reason=(last[0] if last else None) or "",
+                                              budget_usd=cfg.loop.budget_usd)
+            data |= asdict(summary)
+            data["events"] = [dict(e) for e in store.events()[-5:]]
+        finally:
+            store.close()
+    hb = read(ws.heartbeat)
+    if hb is not None:
+        hb["stale"] = is_stale(hb)
+    data["heartbeat"] = hb
+    nxt = next_window(cfg)
+    data["next_window"] = nxt.isoformat() if nxt else None
+    return data
+
+
+def results_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="autoharness results")
+    for col in ("iter", "decision", "val", "suite", "commit", "backend", "cost", "time", "reason"):
+        table.add_column(col, overflow="fold", max_width=60 if col == "reason" else None)
+    colours = {"accepted": "green", "rejected": "yellow", "error": "red", "baseline": "cyan"}
+    for r in rows:
+        cost = "" if r["n"] == 0 else ("unknown" if r["cost_usd"] is None else f"${r['cost_usd']:.2f}")
+        reason = (f"{r['stage']}: " if r["stage"] else "") + r["reason"]
+        table.add_row(str(r["n"]), f"[{colours.get(r['decision'], 'white')}]{r['decision']}[/]", fmt(r["val_score"]),
+                      f"{r['evals_passed']}/{r['evals_total']}", (r["commit_sha"] or "")[:10], r["backend"], cost,
+                      dur(r["duration_s"]), reason)
+    return table
+
+
+def fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def dur(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
