@@ -24,12 +24,6 @@ class Splits:
     def held_out(self) -> list[str]:
         return [*self.val, *self.test]
 
-    def split_of(self, task_id: str) -> str:
-        for name in SPLITS:
-            if task_id in getattr(self, name):
-                return name
-        raise KeyError(task_id)
-
     def as_dict(self) -> dict:
         return {"seed": self.seed, "train": self.train, "val": self.val, "test": self.test}
 

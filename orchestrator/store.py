@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from orchestrator.core.errors import Decision, Stage
 from orchestrator.core.workspace import atomic_write
 
 SCHEMA = """
@@ -91,8 +92,8 @@ class IterationRecord:
     n: int
     started_at: float
     decided_at: float
-    decision: str                 # baseline | accepted | rejected | error
-    stage: str = ""               # guard | suite | val | backend | benchmark | ""
+    decision: Decision
+    stage: Stage = Stage.NONE
     reason: str = ""
     val_score: float | None = None
     best_before: float | None = None
@@ -180,11 +181,11 @@ class Store:
 
     def iterations(self) -> list[IterationRecord]:
         rows = self.conn.execute("SELECT * FROM iterations ORDER BY n").fetchall()
-        return [IterationRecord(**dict(r)) for r in rows]
+        return [_record(r) for r in rows]
 
     def iteration(self, n: int) -> IterationRecord | None:
         row = self.conn.execute("SELECT * FROM iterations WHERE n=?", (n,)).fetchone()
-        return IterationRecord(**dict(row)) if row else None
+        return _record(row) if row else None
 
     def next_iteration(self) -> int:
         row = self.conn.execute("SELECT MAX(n) FROM iterations").fetchone()
@@ -195,7 +196,7 @@ class Store:
         row = self.conn.execute(
             "SELECT * FROM iterations WHERE decision IN ('baseline', 'accepted') ORDER BY n DESC LIMIT 1"
         ).fetchone()
-        return IterationRecord(**dict(row)) if row else None
+        return _record(row) if row else None
 
     def spend_usd(self) -> float:
         """Every proposal's cost, recorded when it returned: redone iterations count each time they spent."""
@@ -267,6 +268,11 @@ class Store:
             ]
             lines.append("\t".join(c.replace("\t", " ").replace("\n", " ") for c in cells))
         atomic_write(path, "\n".join(lines) + "\n")
+
+
+def _record(row: sqlite3.Row) -> IterationRecord:
+    data = dict(row)
+    return IterationRecord(**{**data, "decision": Decision(data["decision"]), "stage": Stage(data["stage"])})
 
 
 def _cost_cell(r: IterationRecord) -> str:

@@ -7,8 +7,10 @@ secrets redacted.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import logging
 import os
 import re
 import signal
@@ -111,6 +113,53 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
             continue
 
 
+class _Pipes:
+    """The child's pipes, each served by a thread: stdin fed, stdout kept (its tail), tee'd and handed to
+    `on_line` line by line, stderr kept."""
+
+    def __init__(self, proc: subprocess.Popen[str], stdin: str | None, cap: int, tee: Path | None,
+                 on_line: Callable[[str], None] | None, secrets: list[str]):
+        self.proc, self.stdin, self.on_line, self.secrets = proc, stdin, on_line, secrets
+        self.out, self.err = _Tail(cap), _Tail(cap)
+        self.tee = tee.open("a", encoding="utf-8") if tee else None
+        targets = [self._read_out, self._read_err] + ([self._feed] if stdin is not None else [])
+        self.threads = [threading.Thread(target=t, daemon=True) for t in targets]
+        for t in self.threads:
+            t.start()
+
+    def _read_out(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.out.add(line)
+            if self.tee:
+                self.tee.write(redact(line, self.secrets))
+                self.tee.flush()
+            if self.on_line:
+                try:
+                    self.on_line(line)
+                except Exception:  # a parser bug must not stall the pipe: logged, and the caller still gets the output
+                    logging.getLogger("autoharness").exception("on_line failed for %s", self.proc.args)
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for chunk in iter(lambda: self.proc.stderr.read(8192), ""):
+            self.err.add(chunk)
+
+    def _feed(self) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(self.stdin or "")
+            self.proc.stdin.close()
+        except OSError:  # the child closed its stdin (exited, or does not read it): its exit code tells
+            return
+
+    def close(self) -> None:
+        for t in self.threads:
+            t.join(timeout=5.0)
+        if self.tee:
+            self.tee.close()
+
+
 def run_process(
     argv: list[str],
     *,
@@ -133,54 +182,14 @@ def run_process(
     secrets = secret_values(env if env is not None else os.environ) if redact_output or tee else []
     start = time.monotonic()
     proc = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=dict(env) if env is not None else None,
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        start_new_session=True,
+        argv, cwd=cwd, env=dict(env) if env is not None else None,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", start_new_session=True,
         preexec_fn=_pdeathsig(),
     )
     with _live_lock:
         _live.add(proc)
-    out, err = _Tail(cap_chars), _Tail(cap_chars)
-    tee_file = tee.open("a", encoding="utf-8") if tee else None
-
-    def read_out() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out.add(line)
-            if tee_file:
-                tee_file.write(redact(line, secrets))
-                tee_file.flush()
-            if on_line:
-                try:
-                    on_line(line)
-                except Exception:  # a parser bug must not stall the pipe; the caller sees the output
-                    pass
-
-    def read_err() -> None:
-        assert proc.stderr is not None
-        for chunk in iter(lambda: proc.stderr.read(8192), ""):
-            err.add(chunk)
-
-    def feed() -> None:
-        assert proc.stdin is not None
-        try:
-            proc.stdin.write(stdin or "")
-            proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
-
-    threads = [threading.Thread(target=read_out, daemon=True), threading.Thread(target=read_err, daemon=True)]
-    if stdin is not None:
-        threads.append(threading.Thread(target=feed, daemon=True))
-    for t in threads:
-        t.start()
+    pipes = _Pipes(proc, stdin, cap_chars, tee, on_line, secrets)
     timed_out = False
     try:
         proc.wait(timeout=timeout_s)
@@ -192,23 +201,14 @@ def run_process(
         raise
     finally:
         # Orphans of a finished leader would hold the pipes open: they go with it.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        for t in threads:
-            t.join(timeout=5.0)
-        if tee_file:
-            tee_file.close()
+        pipes.close()
         with _live_lock:
             _live.discard(proc)
-    return ProcResult(
-        returncode=None if timed_out else proc.returncode,
-        stdout=redact(out.text(), secrets) if redact_output else out.text(),
-        stderr=redact(err.text(), secrets) if redact_output else err.text(),
-        duration_s=time.monotonic() - start,
-        timed_out=timed_out,
-    )
+    shown = (lambda text: redact(text, secrets)) if redact_output else (lambda text: text)
+    return ProcResult(returncode=None if timed_out else proc.returncode, stdout=shown(pipes.out.text()),
+                      stderr=shown(pipes.err.text()), duration_s=time.monotonic() - start, timed_out=timed_out)
 
 
 GIT_TIMEOUT_S = 300.0
