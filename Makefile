@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools test demo overnight overnight-tmux lint bench clean
+.PHONY: install tools test test-fast demo overnight overnight-tmux lint bench clean
 
 install: $(STAMP)
 
@@ -19,8 +19,13 @@ $(STAMP): pyproject.toml
 tools:
 	@for s in .ci/install-*.sh; do bash $$s || { [ -z "$$CI" ] && echo "note: $$s failed; the tests that need it will skip"; } || exit 1; done
 
+# All three tiers: tests/unit, tests/integration, tests/e2e (the real CLIs and benchmarks; see `tools`).
 test: $(STAMP) tools
 	$(BIN)/pytest -q
+
+# The unit tier only: in-process, no subprocess, well under 30 seconds; needs no `tools`.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q tests/unit
 
 demo: $(STAMP)
 	$(BIN)/python -m orchestrator.demo

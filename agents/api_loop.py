@@ -1,7 +1,8 @@
 """The tool-use loop shared by the `anthropic` and `openai` backends.
 
-A provider supplies a Session (`ask` one model turn, `answer` its tool calls); this module owns the rest:
-limits, retries (tenacity, via agents.retry; the SDKs' own retries are off), tools, cost and the transcript.
+A provider supplies a Session (`ask` one model turn, `answer` its tool calls); this module owns the loop:
+limits, retries (tenacity, via agents.retry; the SDKs' own retries are off), tools and cost. The frame
+of the proposal (clock, transcript, status) is agents.backend's.
 
 Ends of the loop and their Proposal status:
   the model answers without a tool call      -> ok
@@ -10,6 +11,7 @@ Ends of the loop and their Proposal status:
   the wall clock (request.timeout_s) runs out -> timeout
   the cost reaches request.max_cost_usd      -> over_budget (unknown prices cannot be capped)
   a backend fault survives its retries       -> error, with error_class
+  autoharness is stopping (request.cancel)   -> error, error_class "cancelled", checked at each turn
 """
 
 from __future__ import annotations
@@ -17,21 +19,17 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.backend import Backend, Run, endpoint_check
 from agents.pricing import Prices, cost_usd
 from agents.retry import call_with_retries
 from agents.tools import Toolbox, ToolResult
-from orchestrator.core.config import BackendConfig, parse_options
-from orchestrator.core.contracts import Check, Proposal, ProposalRequest, ProposalStatus, Usage
-from orchestrator.core.errors import AuthFailed, BackendError, BackendTimeout, Refused
-from orchestrator.core.proc import redact, secret_values
+from orchestrator.core.contracts import Check, ProposalRequest, Usage
+from orchestrator.core.errors import AuthFailed, BackendError, BackendTimeout, OverBudget, Refused
 
 SYSTEM_PROMPT = (
     "You are an autonomous coding agent working alone in a git repository; nobody will answer questions. "
@@ -83,41 +81,15 @@ def parse_arguments(text: str) -> Any:
         return text
 
 
-class Transcript:
-    """JSON lines, secrets redacted; every write is flushed so a killed run keeps what it had."""
-
-    def __init__(self, path: Path | None, secrets: list[str]):
-        self.path, self.secrets = path, secrets
-
-    def write(self, event: str, **data: Any) -> None:
-        if self.path is None:
-            return
-        line = redact(json.dumps({"t": round(time.time(), 3), "event": event, **data}, default=str), self.secrets)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-
-
-class _Stop(Exception):
-    def __init__(self, status: ProposalStatus, error: str, error_class: str = ""):
-        super().__init__(error)
-        self.status, self.error, self.error_class = status, error, error_class
-
-
-class ApiAgent:
+class ApiAgent(Backend):
     """Base of the raw-API backends. Subclasses set the class attributes and `_session`."""
 
-    kind = ""
     provider = ""          # the genai-prices provider id
     key_env = ""           # e.g. ANTHROPIC_API_KEY
     base_url_env = ""      # e.g. ANTHROPIC_BASE_URL
-    default_model = ""
     sdk = ""               # the SDK's import name
     options_model: type[ApiOptions] = ApiOptions
-
-    def __init__(self, config: BackendConfig, config_dir: Path):
-        self.config = config
-        self.options = parse_options(self.options_model, config.options, "backend.options")
-        self.model = config.model or self.default_model
+    options: ApiOptions
 
     # -- provider hooks
     def _session(self, request: ProposalRequest, key: str, base_url: str | None) -> Session:
@@ -127,8 +99,8 @@ class ApiAgent:
         raise NotImplementedError
 
     # -- shared
-    def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        return {**os.environ, **self.config.env, **(extra or {})}
+    def env(self, request_env: dict[str, str] | None = None) -> dict[str, str]:
+        return {**os.environ, **self.config.env, **(request_env or {})}
 
     def _endpoint(self, env: dict[str, str]) -> tuple[str | None, str | None]:
         """(api key, base URL or None for the SDK's default). A custom endpoint may need no key."""
@@ -141,17 +113,11 @@ class ApiAgent:
     def cost(self, usage: Usage) -> float | None:
         return cost_usd(usage, self.model, provider=self.provider, prices=self.options.prices)
 
-    def propose(self, request: ProposalRequest) -> Proposal:
-        start = time.monotonic()
-        deadline = start + request.timeout_s
-        env = self._env(request.env)
-        log = Transcript(request.transcript_path, secret_values(env))
-        usage, known = Usage(), True
-        outcome = _Stop(ProposalStatus.OK, "")
-        summary = ""
-        log.write("start", backend=self.kind, model=self.model, options=self.options.model_dump(mode="json"),
-                  system=SYSTEM_PROMPT, prompt=request.prompt, timeout_s=request.timeout_s,
-                  max_cost_usd=request.max_cost_usd)
+    def _start(self) -> dict[str, Any]:
+        return {"system": SYSTEM_PROMPT}
+
+    def _work(self, request: ProposalRequest, env: dict[str, str], run: Run) -> None:
+        known = True  # a turn without usage makes the cost unknown
         try:
             key, base_url = self._endpoint(env)
             if key is None:
@@ -161,68 +127,53 @@ class ApiAgent:
                             output_chars=self.options.tool_output_chars, env={**self.config.env, **request.env},
                             sandbox=request.sandbox)
             for n in range(1, self.options.max_turns + 1):
-                if request.cancel is not None and request.cancel.requested:
-                    raise _Stop(ProposalStatus.ERROR, "cancelled: autoharness is stopping", "cancelled")
-                turn = self._ask(session, n, deadline, log)
+                run.checkpoint()
+                turn = self._ask(session, n, run)
                 if turn.usage is None:
                     known = False
                 else:
-                    usage.add(turn.usage)
-                spent = self.cost(usage) if known else None
-                log.write("response", turn=n, text=turn.text, calls=[asdict(c) for c in turn.calls],
-                          usage=asdict(turn.usage) if turn.usage else None, cost_usd=spent)
-                summary = turn.text.strip() or summary
+                    run.usage.add(turn.usage)
+                spent = self.cost(run.usage) if known else None
+                run.log.write("response", turn=n, text=turn.text, calls=[asdict(c) for c in turn.calls],
+                              usage=asdict(turn.usage) if turn.usage else None, cost_usd=spent)
+                run.summary = turn.text.strip() or run.summary
                 if turn.refused:
                     raise Refused(f"the model refused: {turn.text[:300]}")
                 if spent is not None and spent >= request.max_cost_usd:
-                    raise _Stop(ProposalStatus.OVER_BUDGET, f"cost ${spent:.4f} reached the cap of "
-                                f"${request.max_cost_usd:.4f}", "over_budget")
+                    raise OverBudget(f"cost ${spent:.4f} reached the cap of ${request.max_cost_usd:.4f}")
                 if not turn.calls:
-                    break
-                session.answer(self._run_tools(tools, turn.calls, n, deadline, log))
-            else:
-                outcome = _Stop(ProposalStatus.OK, f"stopped at the turn limit ({self.options.max_turns} turns)")
-        except _Stop as stop:
-            outcome = stop
-        except BackendError as exc:
-            late = time.monotonic() >= deadline - 0.05
-            status = ProposalStatus.TIMEOUT if isinstance(exc, BackendTimeout) and late else ProposalStatus.ERROR
-            outcome = _Stop(status, str(exc), exc.error_class)
-        cost = self.cost(usage) if known else None
-        duration = time.monotonic() - start
-        log.write("end", status=outcome.status.value, error=outcome.error, error_class=outcome.error_class,
-                  usage=asdict(usage), cost_usd=cost, duration_s=round(duration, 3))
-        return Proposal(status=outcome.status, summary=summary, usage=usage, cost_usd=cost,
-                        transcript=request.transcript_path, duration_s=duration, error=outcome.error,
-                        error_class=outcome.error_class, backend=self.kind, model=self.model)
+                    return
+                session.answer(self._run_tools(tools, turn.calls, n, run))
+            run.note = f"stopped at the turn limit ({self.options.max_turns} turns)"
+        finally:
+            run.cost_usd = self.cost(run.usage) if known else None
 
-    def _ask(self, session: Session, n: int, deadline: float, log: Transcript) -> Turn:
+    def _ask(self, session: Session, n: int, run: Run) -> Turn:
         def once() -> Turn:
-            left = deadline - time.monotonic()
+            left = run.deadline - time.monotonic()
             if left <= 0:
                 raise BackendTimeout("the wall clock ran out")
-            log.write("request", turn=n, timeout_s=round(min(left, self.options.request_timeout_s), 3))
+            run.log.write("request", turn=n, timeout_s=round(min(left, self.options.request_timeout_s), 3))
             return session.ask(min(left, self.options.request_timeout_s))
 
         def on_retry(err: BackendError, attempt: int, sleep_s: float) -> None:
-            log.write("retry", turn=n, attempt=attempt, error_class=err.error_class, error=str(err)[:500],
-                      sleep_s=round(sleep_s, 3))
+            run.log.write("retry", turn=n, attempt=attempt, error_class=err.error_class, error=str(err)[:500],
+                          sleep_s=round(sleep_s, 3))
 
-        if time.monotonic() >= deadline:
-            raise _Stop(ProposalStatus.TIMEOUT, "the wall clock ran out", "timeout")
+        if time.monotonic() >= run.deadline:
+            raise BackendTimeout("the wall clock ran out")
         return call_with_retries(once, attempts=self.options.retries, max_wait_s=self.options.retry_max_wait_s,
-                                 deadline=deadline, on_retry=on_retry)
+                                 deadline=run.deadline, on_retry=on_retry)
 
-    def _run_tools(self, tools: Toolbox, calls: list[ToolCall], n: int, deadline: float,
-                   log: Transcript) -> list[tuple[ToolCall, ToolResult]]:
+    def _run_tools(self, tools: Toolbox, calls: list[ToolCall], n: int, run: Run) -> list[tuple[ToolCall, ToolResult]]:
         results = []
         for call in calls:
-            left = deadline - time.monotonic()
+            left = run.deadline - time.monotonic()
             if left <= 0:
-                raise _Stop(ProposalStatus.TIMEOUT, "the wall clock ran out during a tool call", "timeout")
+                raise BackendTimeout("the wall clock ran out during a tool call")
             result = tools.run(call.name, call.args, timeout_s=left)
-            log.write("tool", turn=n, id=call.id, name=call.name, args=call.args, result=result.text[-4000:],
-                      is_error=result.is_error)
+            run.log.write("tool", turn=n, id=call.id, name=call.name, args=call.args, result=result.text[-4000:],
+                          is_error=result.is_error)
             results.append((call, result))
         return results
 
@@ -234,7 +185,7 @@ class ApiAgent:
             checks.append(Check(f"{self.kind}: {self.sdk} SDK", True, f"{self.sdk} {module.__version__}"))
         except ImportError as exc:
             return [Check(f"{self.kind}: {self.sdk} SDK", False, f"cannot import {self.sdk}: {exc}")]
-        env = self._env()
+        env = self.env()
         key, base_url = self._endpoint(env)
         if env.get(self.key_env):
             checks.append(Check(f"{self.kind}: API key", True, f"{self.key_env} is set"))
@@ -248,14 +199,3 @@ class ApiAgent:
             checks.append(Check(f"{self.kind}: price", False, f"no price known for {self.model!r}: costs are unknown "
                                 "and max_cost_usd cannot be enforced; set backend.options.prices", fatal=False))
         return checks
-
-
-def endpoint_check(name: str, url: str, timeout_s: float = 5.0) -> Check:
-    """Any HTTP answer, even 401 or 404, proves the endpoint is there."""
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout_s) as resp:
-            return Check(name, True, f"{url} answered HTTP {resp.status}")
-    except urllib.error.HTTPError as exc:
-        return Check(name, True, f"{url} answered HTTP {exc.code}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return Check(name, False, f"{url} is not reachable: {getattr(exc, 'reason', exc)}")

@@ -21,9 +21,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agents.cli_common import Attempt, CliAgent, CliOptions, OverBudget, StreamReader, classify_failure, tail
+from agents.cli_common import Attempt, CliAgent, CliOptions, StreamReader, tail
+from agents.retry import classify_failure
 from orchestrator.core.contracts import ProposalRequest, Usage
-from orchestrator.core.errors import BackendTimeout, BadOutput, Refused
+from orchestrator.core.errors import BackendTimeout, BadOutput, OverBudget, Refused
 from orchestrator.core.proc import ProcResult
 
 KEEP = ("CLAUDE_CODE_USE_", "CLAUDE_CODE_OAUTH_TOKEN")  # CLAUDE_CODE_USE_BEDROCK / _VERTEX / _FOUNDRY

@@ -21,7 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from agents.cli_common import Attempt, CliAgent, CliOptions, StreamReader, classify_failure, tail
+from agents.cli_common import Attempt, CliAgent, CliOptions, StreamReader, tail
+from agents.retry import classify_failure
 from orchestrator.core.contracts import Check, ProposalRequest, Usage
 from orchestrator.core.errors import BackendTimeout, BadOutput
 from orchestrator.core.proc import ProcResult, run_process

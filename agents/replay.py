@@ -6,16 +6,17 @@ after a crash proposes the same patch again. Replay spends nothing: its cost is 
 
 from __future__ import annotations
 
-import json
+import os
 import time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from agents.transcript import Transcript
 from orchestrator.core.config import BackendConfig, parse_options
 from orchestrator.core.contracts import Check, Proposal, ProposalRequest, ProposalStatus
 from orchestrator.core.errors import NothingToPropose
-from orchestrator.core.proc import run_process
+from orchestrator.core.proc import git, redact, secret_values
 
 
 class ReplayOptions(BaseModel):
@@ -46,17 +47,16 @@ class ReplayAgent:
             raise NothingToPropose(f"the replay queue has {len(queue)} patches; none left for iteration {request.iteration}")
         patch = queue[request.iteration - 1]
         text = patch.read_text()
-        res = run_process(["git", "apply", "--whitespace=nowarn", str(patch)], cwd=request.worktree,
-                          timeout_s=request.timeout_s)
-        if request.transcript_path:
-            with request.transcript_path.open("a") as fh:
-                fh.write(json.dumps({"type": "replay", "patch": patch.name, "returncode": res.returncode,
-                                     "stderr": res.stderr[-2000:]}) + "\n")
+        res = git("apply", "--whitespace=nowarn", str(patch), cwd=request.worktree, timeout_s=request.timeout_s,
+                  check=False)
+        Transcript(request.transcript_path, {**os.environ, **request.env}).write(
+            "replay", patch=patch.name, returncode=res.returncode, stderr=res.stderr[-2000:])
         summary = patch_summary(text) or f"applied {patch.name}"
         common = dict(summary=summary, cost_usd=0.0, transcript=request.transcript_path,
                       duration_s=time.monotonic() - start, backend="replay", model=patch.name)
         if not res.ok:
-            return Proposal(ProposalStatus.ERROR, error=f"git apply {patch.name} failed: {res.stderr.strip()[-500:]}",
+            said = redact(res.stderr.strip()[-500:], secret_values({**os.environ, **request.env}))
+            return Proposal(ProposalStatus.ERROR, error=f"git apply {patch.name} failed: {said}",
                             error_class="bad_output", **common)
         return Proposal(ProposalStatus.OK, **common)
 

@@ -1,9 +1,11 @@
 """Backend failures classified into the BackendError types, and the one tenacity policy that retries them.
 
-Classification goes by the SDK's exception class names and the HTTP status, so it serves the anthropic
-and openai SDKs alike without importing either (a missing `openai` must not break the Anthropic path).
+One classifier, `classify_failure`, reads an HTTP status (when known) and the failure's words; the SDK
+backends reach it through `classify`, which goes by the SDK's exception class names, so it serves the
+anthropic and openai SDKs alike without importing either (a missing `openai` must not break the Anthropic
+path); the CLI backends call it with the error text their CLI reports.
 Transient errors back off with full jitter, honour Retry-After up to a cap, and stop at the attempt
-limit or the caller's deadline; auth, bad request and context-window errors never retry.
+limit or the caller's deadline; auth, bad request, context-window and spent-quota errors never retry.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -26,15 +29,26 @@ from orchestrator.core.errors import (
     ConnectionFailed,
     ContextWindowExceeded,
     Overloaded,
+    QuotaExhausted,
     RateLimited,
 )
 
 T = TypeVar("T")
 MAX_WAIT_ENV = "AUTOHARNESS_RETRY_MAX_WAIT_S"  # lowers every backend's retry wait cap (tests, impatient users)
 
-_CONTEXT_HINTS = ("context length", "context_length", "context window", "prompt is too long", "too many tokens",
-                  "maximum context", "exceeds the context", "input is too long", "request too large")
-_QUOTA_HINTS = ("insufficient_quota", "billing", "spend limit", "credit balance", "quota exceeded", "usage limit")
+# Words that name a failure. Without an HTTP status (a CLI's own message) the auth, rate, overload and
+# connection words decide alone; with one, the status does, but for quota and context.
+_AUTH = re.compile(r"\b40[13]\b|unauthori[sz]ed|invalid (x-)?api[ _-]?key|authentication|not logged in|/login"
+                   r"|permission_error|forbidden", re.I)
+_RATE = re.compile(r"\b429\b|rate.?limit|too many requests", re.I)
+_QUOTA = re.compile(r"insufficient_quota|quota exceeded|credit balance|usage limit|billing|spend limit", re.I)
+_CONTEXT = re.compile(r"context (length|window)|context_length|prompt is too long|prompt_too_long|maximum context"
+                      r"|exceeds the context|ran out of room|too many tokens|input is too long|request too large",
+                      re.I)
+_OVERLOADED = re.compile(r"\b(50[0234]|529)\b|overloaded|high demand|server.?error|internal error|service unavailable"
+                         r"|bad gateway", re.I)
+_CONNECTION = re.compile(r"stream disconnected|connection (failed|refused|reset|error)|econnrefused|econnreset"
+                         r"|network|error sending request|timed? ?out|socket|unable to connect", re.I)
 
 
 def _names(exc: BaseException) -> set[str]:
@@ -61,26 +75,32 @@ def retry_after_s(headers: Any) -> float | None:
         return None
 
 
-def _status_error(exc: BaseException, status: int) -> BackendError:
-    body = getattr(exc, "body", None)
-    text = f"{exc} {json.dumps(body, default=str) if body is not None else ''}".lower()
-    message = f"HTTP {status}: {str(exc)[:500]}"
-    wait = retry_after_s(getattr(getattr(exc, "response", None), "headers", None))
-    if status in (401, 403):
+def classify_failure(text: str, status: int | None = None, *, detail: str = "",
+                     retry_after_s: float | None = None) -> BackendError:
+    """A failure as a typed BackendError, from its HTTP status when known and its words.
+
+    `text` becomes the error's message; `detail` is judged too but not repeated (an SDK error's body).
+    """
+    message = " ".join(text.split())[:1000] or "failed without a message"
+    words = f"{message} {detail}"
+    unknown = status is None
+    if status in (401, 403) or (unknown and _AUTH.search(words)):
         return AuthFailed(message)
-    if status == 402 or (status == 429 and any(h in text for h in _QUOTA_HINTS)):
-        err = RateLimited(message)
-        err.transient = False  # a spent quota does not come back in a minute; the fallback may help
-        return err
-    if status == 429:
-        return RateLimited(message, retry_after_s=wait)
+    if status == 402 or _QUOTA.search(words):
+        return QuotaExhausted(message)  # does not come back in a minute; a fallback backend may help
+    if status == 429 or (unknown and _RATE.search(words)):
+        return RateLimited(message, retry_after_s=retry_after_s)
     if status == 408:
-        return BackendTimeout(message, retry_after_s=wait)
-    if status == 413 or any(h in text for h in _CONTEXT_HINTS):
+        return BackendTimeout(message, retry_after_s=retry_after_s)
+    if status == 413 or _CONTEXT.search(words):
         return ContextWindowExceeded(message)
-    if status == 409 or status >= 500:
-        return Overloaded(message, retry_after_s=wait)
-    return BadRequest(message)
+    if status == 409 or (status or 0) >= 500 or (unknown and _OVERLOADED.search(words)):
+        return Overloaded(message, retry_after_s=retry_after_s)
+    if unknown and _CONNECTION.search(words):
+        return ConnectionFailed(message)
+    if status is not None and 400 <= status < 500:
+        return BadRequest(message)
+    return BackendError(message)
 
 
 def classify(exc: BaseException) -> BackendError | None:
@@ -90,7 +110,10 @@ def classify(exc: BaseException) -> BackendError | None:
     names = _names(exc)
     status = getattr(exc, "status_code", None)
     if "APIStatusError" in names and isinstance(status, int):
-        return _status_error(exc, status)
+        body = getattr(exc, "body", None)
+        return classify_failure(f"HTTP {status}: {str(exc)[:500]}", status,
+                                detail=json.dumps(body, default=str) if body is not None else "",
+                                retry_after_s=retry_after_s(getattr(getattr(exc, "response", None), "headers", None)))
     if names & {"APITimeoutError", "TimeoutException", "TimeoutError"}:
         return BackendTimeout(f"timed out: {exc}")
     if names & {"APIConnectionError", "TransportError", "StreamError", "ConnectionError"}:

@@ -21,8 +21,13 @@ A `responder(api, body) -> step | None` answers by content; None falls back to t
 `api` is "anthropic", "responses" or "chat". When neither has a step, the server answers 400
 "script exhausted" (a non-retryable error, so a test fails fast and visibly).
 
+A script file is a JSON list of these steps, or {"steps": [...], "usage": {...}, "model": "..."} to set
+the default usage and the model name the server reports.
+
 Use: `with ScriptedServer(steps) as srv: ...srv.base_url...` (the root; OpenAI clients want
-`srv.openai_base_url`, which ends in /v1), or `python tests/scripted_server.py --script s.json --port 0`.
+`srv.openai_base_url`, which ends in /v1), or from a shell `autoharness model-server --script s.json`
+(also `python -m agents.scripted_server --script s.json --port 0`), which prints the URLs and serves
+until interrupted: a way to try a backend offline or to rehearse a night.
 `srv.requests` holds every request (method, path, api, headers without credentials, JSON body);
 `srv.completions(api)` only those that asked for a completion; `srv.add(step)` extends the script.
 """
@@ -507,11 +512,44 @@ class ScriptedServer:
 
 
 def load_script(path: Path) -> tuple[list[Step], dict[str, Any]]:
-    """A script file: a JSON list of steps, or {"steps": [...], "usage": {...}, "model": "..."}."""
-    data = json.loads(path.read_text())
-    if isinstance(data, list):
-        return data, {}
-    return data.get("steps", []), {k: data[k] for k in ("usage", "model") if k in data}
+    """A script file: a JSON list of steps, or {"steps": [...], "usage": {...}, "model": "..."}.
+
+    Returns the steps and the server's other settings (usage, model); anything else raises ValueError
+    with a one-line message naming the file.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the script: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not JSON (not UTF-8 text)") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON: {exc}") from None
+    extra: dict[str, Any] = {}
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - {"steps", "usage", "model"})
+        if unknown:
+            raise ValueError(f"{path}: unknown key {unknown[0]!r} (a script is a list of steps, or an object "
+                             f"with steps, usage and model)")
+        if "usage" in data:
+            if not isinstance(data["usage"], dict) or not all(isinstance(v, int) for v in data["usage"].values()):
+                raise ValueError(f"{path}: usage must be an object of token counts")
+            extra["usage"] = data["usage"]
+        if "model" in data:
+            if not isinstance(data["model"], str) or not data["model"]:
+                raise ValueError(f"{path}: model must be a non-empty string")
+            extra["model"] = data["model"]
+        steps = data.get("steps", [])
+    else:
+        steps = data
+    if not isinstance(steps, list):
+        raise ValueError(f"{path}: a script is a JSON list of steps, not {type(steps).__name__}")
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            raise ValueError(f"{path}: step {i} is not an object: {json.dumps(step)[:80]}")
+    return steps, extra
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -520,7 +558,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--log", type=Path, help="append every request as a JSON line here")
     args = parser.parse_args(argv)
-    steps, extra = load_script(args.script)
+    try:
+        steps, extra = load_script(args.script)
+    except ValueError as exc:
+        parser.exit(2, f"error: {exc}\n")
     with ScriptedServer(steps, port=args.port, log_path=args.log, **extra) as srv:
         print(srv.base_url, flush=True)
         try:

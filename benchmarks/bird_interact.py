@@ -11,7 +11,6 @@ val and test ones are never written.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
@@ -25,6 +24,7 @@ from benchmarks.starters import STARTERS
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
 from orchestrator.core.errors import ConfigError
+from orchestrator.core.jsonl import parse_json_line
 from orchestrator.core.proc import run_process
 
 SHIM = "bird_interact_shim.py"
@@ -52,10 +52,10 @@ def read_tasks(path: Path) -> list[dict[str, Any]]:
     rows = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise ConfigError(f"benchmark.options.data: {path} line {n} is not JSON") from None
+            row = parse_json_line(line)
+            if row is None:
+                raise ConfigError(f"benchmark.options.data: {path} line {n} is not a JSON object")
+            rows.append(row)
     return rows
 
 

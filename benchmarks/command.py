@@ -7,7 +7,6 @@ from stdout. One process per task keeps the timeout exact and a crash local to i
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
 from orchestrator.core.errors import ConfigError
+from orchestrator.core.jsonl import json_objects, parse_json_line
 from orchestrator.core.proc import run_process
 
 
@@ -30,18 +30,7 @@ class CommandOptions(BaseModel):
 
 def parse_lines(stdout: str) -> dict[str, dict]:
     """The JSON objects on stdout that name a task; other lines (logs, prints) are ignored."""
-    found: dict[str, dict] = {}
-    for line in stdout.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict) and "task_id" in obj:
-            found[str(obj["task_id"])] = obj
-    return found
+    return {str(obj["task_id"]): obj for obj in json_objects(stdout) if "task_id" in obj}
 
 
 class CommandRunner(BenchmarkRunner):
@@ -71,16 +60,11 @@ class CommandRunner(BenchmarkRunner):
         if not res.ok:
             raise ConfigError(f"benchmark.options.cmd: listing tasks failed (exit {res.returncode}): "
                               f"{res.stderr.strip().splitlines()[-1:] or ''}")
+        # One id a line, bare or as a result-shaped JSON object.
         ids = []
-        for line in res.stdout.splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                obj = line
-            ids.append(str(obj["task_id"] if isinstance(obj, dict) else obj))
+        for line in filter(None, map(str.strip, res.stdout.splitlines())):
+            obj = parse_json_line(line)
+            ids.append(str(obj["task_id"]) if obj is not None and "task_id" in obj else line)
         if not ids:
             raise ConfigError("benchmark.options: no tasks; give `tasks` or make cmd list them when AUTOHARNESS_LIST_TASKS=1")
         return ids

@@ -197,3 +197,34 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+@app.command("model-server")
+@handled
+def model_server(
+    script: Annotated[Path, typer.Option("--script", help="JSON list of steps (the format: agents/scripted_server.py)")],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0 picks a free port")] = 0,
+    log: Annotated[Path | None, typer.Option(help="append every request as a JSON line here")] = None,
+) -> None:
+    """Serve a scripted model on 127.0.0.1 until interrupted: try a backend offline, rehearse a night."""
+    from agents.scripted_server import ScriptedServer, load_script
+    from orchestrator.core.errors import ConfigError
+    try:
+        steps, extra = load_script(script)
+    except ValueError as exc:
+        raise ConfigError(f"--script: {exc}") from None
+    try:
+        srv = ScriptedServer(steps, port=port, log_path=log, **extra).start()
+    except OSError as exc:
+        raise ConfigError(f"--port {port}: cannot listen on 127.0.0.1: {exc.strerror or exc}") from None
+    try:
+        # The URLs first, as shell assignments: the Anthropic root, then the OpenAI base (ends in /v1).
+        print(f"ANTHROPIC_BASE_URL={srv.base_url}", flush=True)
+        print(f"OPENAI_BASE_URL={srv.openai_base_url}", flush=True)
+        err_console.print(f"serving {len(steps)} scripted steps; Ctrl-C stops", highlight=False)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()

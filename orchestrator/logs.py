@@ -18,7 +18,14 @@ from typing import Any
 
 import structlog
 
-from orchestrator.core.errors import AutoharnessError, BudgetExceeded, ConfigError, NothingToPropose, Rejected
+from orchestrator.core.errors import (
+    AutoharnessError,
+    BudgetExceeded,
+    Cancelled,
+    ConfigError,
+    NothingToPropose,
+    Rejected,
+)
 from orchestrator.core.proc import redact, secret_values
 
 LOG_FILE = "autoharness.jsonl"
@@ -132,7 +139,7 @@ class Phases:
             # Known outcomes (a gate failure, a spent budget) need no traceback; anything else does.
             self.log.error("phase_error", duration_s=took, error=f"{type(exc).__name__}: {exc}",
                            error_type=type(exc).__name__,
-                           exc_info=not isinstance(exc, AutoharnessError | KeyboardInterrupt))
+                           exc_info=not isinstance(exc, AutoharnessError | Cancelled | KeyboardInterrupt))
 
     @contextmanager
     def traced(self) -> Iterator[None]:

@@ -20,6 +20,7 @@ from orchestrator.core.contracts import Proposal, ProposalRequest, ProposalStatu
 from orchestrator.core.errors import (
     AutoharnessError,
     BenchmarkFailed,
+    Cancelled,
     ConfigError,
     Decision,
     GitError,
@@ -84,10 +85,14 @@ def iterate(ctx: RunContext) -> IterationRecord:
         ctx.store.event("crash", f"{type(exc).__name__}: {exc}"[:1000], iteration=n)
         raise
     finally:
+        if ending is not None and ending.decision is not Decision.ACCEPTED and ctx.cancel.requested:
+            ending = None  # cut short by a forced stop (its processes killed): no verdict on the candidate
         if ending is not None:  # decided: written once, here; undecided iterations are redone at restart
             rec = _record(ctx, n, best, timer, proposal, verdict, ending,
                           commit if ending.decision is Decision.ACCEPTED else "")
             _decide(ctx, rec, verdict, suite, best)
+    if ending is None:
+        raise Cancelled(ctx.cancel.reason)  # undecided because of a forced stop
     return rec
 
 

@@ -50,6 +50,20 @@ for task_id in os.environ["AUTOHARNESS_TASK_IDS"].split(","):
 '''
 
 
+# The toy project most loop tests share: each task needs one skill; the agent starts knowing alpha.
+TASKS = {
+    "tr-alpha-0": "alpha", "tr-beta-1": "beta", "tr-gamma-2": "gamma", "tr-alpha-3": "alpha", "tr-beta-4": "beta",
+    "tr-delta-5": "delta",
+    "va-alpha-0": "alpha", "va-beta-1": "beta", "va-gamma-2": "gamma", "va-beta-3": "beta",
+    "te-alpha-0": "alpha", "te-beta-1": "beta", "te-gamma-2": "gamma",
+}
+SPLIT = {
+    "train": [t for t in TASKS if t.startswith("tr-")],
+    "val": [t for t in TASKS if t.startswith("va-")],
+    "test": [t for t in TASKS if t.startswith("te-")],
+}
+
+
 @dataclass
 class Toy:
     root: Path
@@ -89,6 +103,13 @@ class Toy:
         out = self.patches / name
         out.write_text((message + "\n\n" if message else "") + diff + "\n")
         return out
+
+
+def tsv(toy: Toy) -> list[dict[str, str]]:
+    """results.tsv as one dict per row."""
+    lines = (toy.workspace / "results.tsv").read_text().splitlines()
+    head = lines[0].split("\t")
+    return [dict(zip(head, ln.split("\t"), strict=True)) for ln in lines[1:]]
 
 
 def skills_file(*known: str) -> str:
@@ -222,8 +243,10 @@ def cli(toy: Toy, *args: str, check: bool = True, env: dict[str, str] | None = N
     return res
 
 
-def make_toy(root: Path, tasks: dict[str, str], split: dict[str, list[str]], known: tuple[str, ...] = ("alpha",),
-             extra_config: str = "", backend: str = 'kind = "replay"\n[backend.options]\npatches = "patches"') -> Toy:
+def write_toy(root: Path, tasks: dict[str, str], split: dict[str, list[str]], known: tuple[str, ...] = ("alpha",),
+              extra_config: str = "", backend: str = 'kind = "replay"\n[backend.options]\npatches = "patches"') -> Toy:
+    """The toy's files and config, without making the target a git repo (see `make_toy`). A toy task takes a
+    Python start (plus TOY_TASK_SLEEP); the 30 s task timeout leaves a loaded machine all the slack it needs."""
     target, bench, patches = root / "target", root / "bench", root / "patches"
     for d in (target / "agent", bench, patches):
         d.mkdir(parents=True)
@@ -232,10 +255,6 @@ def make_toy(root: Path, tasks: dict[str, str], split: dict[str, list[str]], kno
     (target / "README.md").write_text("toy agent\n")
     (bench / "eval.py").write_text(EVAL)
     (bench / "tasks.json").write_text(json.dumps(tasks))
-    run = lambda *a: subprocess.run(["git", *a], cwd=target, check=True, capture_output=True)  # noqa: E731
-    run("init", "-q", "-b", "main")
-    run("-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
-    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "initial")
     config = root / "autoharness.toml"
     config.write_text(textwrap.dedent(f"""\
         workspace = "ws"
@@ -247,7 +266,7 @@ def make_toy(root: Path, tasks: dict[str, str], split: dict[str, list[str]], kno
         [benchmark]
         kind = "command"
         concurrency = 2
-        task_timeout_s = 5
+        task_timeout_s = 30
         [benchmark.split]
         train = {json.dumps(split["train"])}
         val = {json.dumps(split["val"])}
@@ -257,3 +276,38 @@ def make_toy(root: Path, tasks: dict[str, str], split: dict[str, list[str]], kno
         [backend]
         """) + backend + "\n" + extra_config)
     return Toy(root, target, bench, patches, config, root / "ws")
+
+
+def make_toy(root: Path, tasks: dict[str, str], split: dict[str, list[str]], known: tuple[str, ...] = ("alpha",),
+             extra_config: str = "", backend: str = 'kind = "replay"\n[backend.options]\npatches = "patches"') -> Toy:
+    toy = write_toy(root, tasks, split, known, extra_config, backend)
+    run = lambda *a: subprocess.run(["git", *a], cwd=toy.target, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q", "-b", "main")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "initial")
+    return toy
+
+
+def make_queued(root: Path) -> Toy:
+    """The toy with a patch queue that meets every gate branch, each made on the best commit of its time."""
+    toy = make_toy(root, TASKS, SPLIT)
+    toy.add_patch("0001-beta.patch", {"agent/skills.py": skills_file("alpha", "beta")}, message="Teach beta")
+    toy.git("branch", "after1", "main")
+    # Make the later patches on top of what 0001 produces.
+    wt = root / "after1"
+    toy.git("worktree", "add", str(wt), "after1")
+    (wt / "agent" / "skills.py").write_text(skills_file("alpha", "beta"))
+    toy.git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "after 1", cwd=wt)
+    toy.git("worktree", "remove", str(wt))
+    toy.add_patch("0002-guard.patch", {"README.md": "cheat\n", "agent/skills.py": skills_file("alpha", "beta", "gamma")},
+                  base="after1", message="Touch the README too")
+    toy.add_patch("0003-suite.patch", {"agent/skills.py": skills_file("beta", "gamma")}, base="after1",
+                  message="Swap alpha for gamma")
+    toy.add_patch("0004-val.patch", {"agent/skills.py": skills_file("alpha", "beta", "delta")}, base="after1",
+                  message="Teach delta (not in val)")
+    toy.add_patch("0005-early.patch", {"agent/skills.py": skills_file("alpha", "gamma")}, base="after1",
+                  message="Swap beta for gamma")
+    toy.add_patch("0006-gamma.patch", {"agent/skills.py": skills_file("alpha", "beta", "gamma")}, base="after1",
+                  message="Teach gamma")
+    toy.git("branch", "-D", "after1")
+    return toy

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.errors import ConfigError
+from orchestrator.core.jsonl import parse_json_line
 from orchestrator.core.proc import ProcResult, run_process
 
 SHIMS = Path(__file__).resolve().parent
@@ -47,17 +48,6 @@ def resolve_python(option: str | None, config_dir: Path, name: str, hint: str,
     return path
 
 
-def parse_event(line: str) -> dict[str, Any] | None:
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) and "event" in obj else None
-
-
 def run_shim(
     python: Path,
     script: str,
@@ -72,8 +62,8 @@ def run_shim(
     events: list[dict[str, Any]] = []
 
     def on_line(line: str) -> None:
-        event = parse_event(line)
-        if event is not None:
+        event = parse_json_line(line)
+        if event is not None and "event" in event:
             events.append(event)
             if on_event is not None:
                 on_event(event)

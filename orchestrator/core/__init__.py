@@ -36,6 +36,7 @@ from orchestrator.core.errors import (
     Refused,
     WorktreeError,
 )
+from orchestrator.core.jsonl import json_objects, parse_json_line
 from orchestrator.core.proc import ProcResult, git, redact, run_process, secret_values
 from orchestrator.core.sandbox import Sandbox
 
@@ -44,6 +45,6 @@ __all__ = [
     "BenchmarkConfig", "BenchmarkFailed", "BenchmarkRunner", "Check", "CodingAgent", "ConfigError", "ConnectionFailed",
     "ContextWindowExceeded", "NothingToPropose", "OverBudget", "Overloaded", "ProcResult", "Proposal",
     "ProposalRequest", "ProposalStatus", "QuotaExhausted", "RateLimited", "Refused", "Sandbox", "Starter",
-    "TaskResult", "Usage", "WorktreeError", "git", "mean_of_trials", "parse_options", "redact", "run_process",
-    "secret_values",
+    "TaskResult", "Usage", "WorktreeError", "git", "json_objects", "mean_of_trials", "parse_json_line", "parse_options",
+    "redact", "run_process", "secret_values",
 ]

@@ -5,10 +5,7 @@ apply_patch and exec_command)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-import tomllib
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,61 +13,20 @@ from pathlib import Path
 import pytest
 
 from agents.claude_code import ClaudeCodeAgent
-from agents.cli_common import classify_failure
 from agents.codex import CodexAgent
+from agents.scripted_server import ScriptedServer
 from orchestrator.core.config import BackendConfig
 from orchestrator.core.contracts import ProposalRequest, ProposalStatus
-from orchestrator.core.errors import ConfigError
-from tests.scripted_server import ScriptedServer
-from tests.toy import git, greet_repo
+from tests.cli_backends import ROOT, SECRET, UNTOUCHED, cli_repo, events, ours, request, status
+from tests.helpers import agent_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-SECRET = "sk-test-secret-0123456789"
-PROMPT = "Make the agent greet politely. Failure digest: task t1 says 'rude greeting'."
 FINAL = "HYPOTHESIS: the greeting was rude.\nCHANGE: greet with hello."
 PRICES = {"input_per_mtok": 3.0, "output_per_mtok": 15.0}
 
 
-def cli(name: str) -> str:
-    """The pinned CLI from .ci/install-clis.sh, else one on PATH; missing in CI is a failure."""
-    local = ROOT / ".ci-tools" / "npm" / "node_modules" / ".bin" / name
-    found = str(local) if local.exists() else shutil.which(name)
-    if found:
-        return found
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"the {name} CLI is missing: .ci/install-clis.sh must run before the tests")
-    pytest.skip(f"the {name} CLI is not installed (run .ci/install-clis.sh)")
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = greet_repo(tmp_path / "worktree", {"notes.txt": "notes\n"})
-    (root / "context").mkdir()  # what the orchestrator puts there before a proposal: untracked, kept
-    (root / "context" / "trace.json").write_text("{}\n")
-    return root
-
-
-def request(repo: Path, *, timeout_s: float = 90, max_cost_usd: float = 5.0, prompt: str = PROMPT) -> ProposalRequest:
-    return ProposalRequest(worktree=repo, prompt=prompt, editable=["agent/**"], timeout_s=timeout_s,
-                           max_cost_usd=max_cost_usd, transcript_path=repo.parent / "iteration" / "transcript.jsonl")
-
-
-def status(repo: Path) -> set[str]:
-    return set(git(repo, "status", "--porcelain", "--untracked-files=all").splitlines())
-
-
-UNTOUCHED = {"?? context/trace.json"}
-
-
-def events(req: ProposalRequest) -> list[dict]:
-    assert req.transcript_path is not None
-    # The CLI's stdout is tee'd raw: a crashed CLI's garbage is kept too, and skipped here.
-    return [json.loads(line) for line in req.transcript_path.read_text().splitlines() if line.startswith("{")]
-
-
-def ours(req: ProposalRequest) -> list[str]:
-    """The transcript's own markers (start, attempt, retry, restored, end), between the CLI's events."""
-    return [e["event"] for e in events(req) if "event" in e]
+    return cli_repo(tmp_path)
 
 
 def survivors(marker: str) -> list[int]:
@@ -105,7 +61,7 @@ def propose_watching(agent, req: ProposalRequest, marker: str):
 
 
 def claude(srv: ScriptedServer | None, *, model: str = "", env: dict | None = None, **options) -> ClaudeCodeAgent:
-    opts = {"binary": cli("claude"), "retry_max_wait_s": 0.5, **options}
+    opts = {"binary": agent_cli("claude"), "retry_max_wait_s": 0.5, **options}
     if srv is not None:
         opts.setdefault("base_url", srv.base_url)
     # The CLI's own retries off, so a scripted fault reaches the backend's retry policy.
@@ -115,7 +71,7 @@ def claude(srv: ScriptedServer | None, *, model: str = "", env: dict | None = No
 
 def codex(srv: ScriptedServer | None, *, model: str = "gpt-5.5", env: dict | None = None, retries: bool = False,
           **options) -> CodexAgent:
-    opts = {"binary": cli("codex"), "retry_max_wait_s": 0.5, **options}
+    opts = {"binary": agent_cli("codex"), "retry_max_wait_s": 0.5, **options}
     if srv is not None:
         opts.setdefault("base_url", srv.openai_base_url)
     if not retries:  # the CLI's own retries off, so a scripted fault reaches the backend's retry policy
@@ -254,7 +210,7 @@ def test_claude_code_timeout_leaves_no_process_behind(repo: Path, where: str) ->
     marker = f"AUTOHARNESS_TEST_{uuid.uuid4().hex}"
     first = {"fault": "hang"} if where == "server" else \
         {"tool_calls": [{"name": "Bash", "input": {"command": "echo started >> notes.txt; sleep 600"}}]}
-    req = request(repo, timeout_s=12)
+    req = request(repo, timeout_s=20)  # node starts, asks, runs the tool well inside it, even loaded
     with ScriptedServer([first, {"text": "late"}]) as srv:
         proposal, slept = propose_watching(claude(srv, env={marker: "1"}), req, marker)
         assert survivors(marker) == []  # the CLI and the sleep it started are gone
@@ -398,7 +354,7 @@ def test_codex_timeout_leaves_no_process_behind(repo: Path) -> None:
     script = [{"tool_calls": [{"name": "exec_command", "input": {"cmd": "echo started >> notes.txt; sleep 600",
                                                                   "yield_time_ms": 500}}]},
               {"fault": "hang"}]
-    req = request(repo, timeout_s=10)
+    req = request(repo, timeout_s=20)  # codex starts, asks, runs the tool well inside it, even loaded
     with ScriptedServer(script) as srv:
         proposal, slept = propose_watching(codex(srv, env={marker: "1"}), req, marker)
         assert survivors(marker) == []  # codex and the sleep it started in its sandbox are gone
@@ -423,90 +379,3 @@ def test_codex_doctor_checks_the_sandbox(repo: Path) -> None:
         checks = {c.name: c for c in codex(srv).check()}
     assert all(c.ok for c in checks.values()), checks
     assert checks["codex: sandbox"].detail == "workspace-write works here"
-
-
-def test_codex_config_names_the_endpoint_and_key(tmp_path: Path) -> None:
-    agent = CodexAgent(BackendConfig(kind="codex", options={"base_url": "http://127.0.0.1:1/v1"},
-                                     env={"CODEX_API_KEY": "k" * 8}), ROOT)
-    env = agent.env(home=tmp_path)
-    cfg = tomllib.loads(agent.config_toml(env))
-    assert cfg["model_provider"] == "autoharness"
-    assert cfg["model_providers"]["autoharness"] == {"name": "autoharness", "base_url": "http://127.0.0.1:1/v1",
-                                                     "env_key": "CODEX_API_KEY", "wire_api": "responses"}
-    assert env["CODEX_HOME"] == str(tmp_path)
-
-
-# ------------------------------------------------------------------ units
-
-
-@pytest.mark.parametrize(("text", "status", "expected"), [
-    ("Invalid API key · Fix external API key", 401, "auth"),
-    ("unexpected status 401 Unauthorized: invalid x-api-key", None, "auth"),
-    ("exceeded retry limit, last status: 429 Too Many Requests", None, "rate_limit"),
-    ("API Error: 529 Overloaded.", 529, "overloaded"),
-    ("We're currently experiencing high demand, which may cause temporary errors.", None, "overloaded"),
-    ("Codex ran out of room in the model's context window.", None, "context_window"),
-    ("prompt is too long: 250000 tokens > 200000 maximum", 400, "context_window"),
-    ("stream disconnected before completion: Transport error", None, "connection"),
-    ("invalid tool schema", 400, "bad_request"),
-    ("something odd", None, "error"),
-])
-def test_cli_failure_text_is_classified(text: str, status: int | None, expected: str) -> None:
-    err = classify_failure(text, status)
-    assert err.error_class == expected
-    assert err.transient == (expected in {"rate_limit", "overloaded", "connection"})
-
-
-def test_quota_exhaustion_is_not_transient() -> None:
-    err = classify_failure("You exceeded your current quota: insufficient_quota", 429)
-    assert err.error_class == "rate_limit" and not err.transient
-
-
-def test_unknown_options_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="backend.options.permision_mode: unknown key"):
-        ClaudeCodeAgent(BackendConfig(kind="claude-code", options={"permision_mode": "x"}), ROOT)
-    with pytest.raises(ConfigError, match="backend.options.sandbox"):
-        CodexAgent(BackendConfig(kind="codex", options={"sandbox": "none"}), ROOT)
-
-
-def test_a_binary_that_cannot_start_is_bad_output(repo: Path, tmp_path: Path) -> None:
-    fake = tmp_path / "not-a-program"
-    fake.write_bytes(b"\x00\x01 no interpreter line")
-    fake.chmod(0o755)
-    agent = ClaudeCodeAgent(BackendConfig(kind="claude-code", options={"binary": str(fake)},
-                                          env={"ANTHROPIC_API_KEY": SECRET}), ROOT)
-    proposal = agent.propose(request(repo))
-    assert proposal.status is ProposalStatus.ERROR and proposal.error_class == "bad_output"
-    assert "cannot run" in proposal.error and status(repo) == UNTOUCHED
-
-
-def test_claude_code_environment_is_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"CLAUDECODE": "1", "CLAUDE_CODE_SSE_PORT": "1234", "CLAUDE_CONFIG_DIR": "/users/own",
-                        "ANTHROPIC_API_KEY": "from-env", "CODEX_HOME": "/users/codex"}.items():
-        monkeypatch.setenv(name, value)
-    agent = ClaudeCodeAgent(BackendConfig(kind="claude-code", env={"CLAUDE_CODE_OAUTH_TOKEN": "explicit"}), ROOT)
-    env = agent.env({"AUTOHARNESS_ITERATION": "3"}, home=tmp_path)
-    assert "CLAUDECODE" not in env and "CLAUDE_CODE_SSE_PORT" not in env
-    assert env["HOME"] == str(tmp_path) and env["CLAUDE_CONFIG_DIR"] == str(tmp_path / ".claude")
-    assert env["CLAUDE_CODE_OAUTH_TOKEN"] == "explicit"  # what [backend.env] names explicitly gets through
-    assert env["ANTHROPIC_API_KEY"] == "from-env" and env["AUTOHARNESS_ITERATION"] == "3"
-    codex_env = CodexAgent(BackendConfig(kind="codex"), ROOT).env(home=tmp_path)
-    assert codex_env["CODEX_HOME"] == str(tmp_path)
-
-
-@pytest.mark.parametrize("cls", [ClaudeCodeAgent, CodexAgent])
-def test_a_missing_key_fails_fast_as_auth(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cls) -> None:
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "CLAUDE_CODE_OAUTH_TOKEN",
-                 "CODEX_API_KEY", "OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    fake = tmp_path / "never-run"
-    fake.write_text("#!/bin/sh\ntouch \"$0.ran\"\n")
-    fake.chmod(0o755)
-    agent = cls(BackendConfig(kind=cls.kind, options={"binary": str(fake)}), ROOT)
-    req = request(repo)
-    proposal = agent.propose(req)
-    assert proposal.status is ProposalStatus.ERROR and proposal.error_class == "auth"
-    assert "is set in the environment or backend.env" in proposal.error
-    assert not Path(f"{fake}.ran").exists() and "attempt" not in ours(req)
-    key_check = [c for c in agent.check() if c.name.endswith("API key")]
-    assert [(c.ok, c.fatal) for c in key_check] == [(False, True)]

@@ -15,8 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.test_loop import queued  # noqa: F401  (fixture)
-from tests.toy import REPO, Toy, cli
+from tests.toy import REPO, SPLIT, TASKS, Toy, cli, make_toy
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +76,7 @@ def run_to_end(toy: Toy, env: dict[str, str] | None = None, kill_at: str = "") -
 
 
 @pytest.fixture
-def reference(queued, tmp_path_factory):  # noqa: F811
+def reference(queued, tmp_path_factory):
     """The records of an uninterrupted run of the queued toy."""
     res = run_to_end(queued)
     assert res.returncode == 0, res.stderr
@@ -89,7 +88,7 @@ KILL_POINTS = ["baseline:train:0", "baseline:val:0", "baseline:test:0", "train:1
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
-def test_sigkill_at_each_phase_then_restart(queued, point, tmp_path):  # noqa: F811
+def test_sigkill_at_each_phase_then_restart(queued, point, tmp_path):
     toy = queued
     killed = run_to_end(toy, kill_at=point)
     assert killed.returncode == -signal.SIGKILL
@@ -105,9 +104,7 @@ def test_sigkill_at_each_phase_then_restart(queued, point, tmp_path):  # noqa: F
     assert n_interrupted == 1
 
 
-def test_random_kills_end_like_an_uninterrupted_run(queued, reference, tmp_path):  # noqa: F811
-    from tests.test_loop import SPLIT, TASKS
-    from tests.toy import make_toy
+def test_random_kills_end_like_an_uninterrupted_run(queued, reference, tmp_path):
     ref_rows, ref_log = reference
     # A fresh copy of the same project, killed at random moments while tasks take a little time.
     toy = make_toy(tmp_path / "again", TASKS, SPLIT)
@@ -127,9 +124,9 @@ def test_random_kills_end_like_an_uninterrupted_run(queued, reference, tmp_path)
     assert_consistent(toy)
 
 
-def test_second_daemon_is_refused(queued):  # noqa: F811
+def test_second_daemon_is_refused(queued):
     toy = queued
-    first = start(toy, env={"TOY_TASK_SLEEP": "0.5"})
+    first = start(toy, env={"TOY_TASK_SLEEP": "2"})  # slow enough to be running still when the second one asks
     try:
         wait_for(lambda: beat(toy).get("pid") == first.pid, what="first daemon's heartbeat")
         second = run_to_end(toy)
@@ -144,9 +141,10 @@ def test_second_daemon_is_refused(queued):  # noqa: F811
     assert res.returncode == 0, res.stderr
 
 
-def test_sigterm_drains_the_current_iteration(queued):  # noqa: F811
+def test_sigterm_drains_the_current_iteration(queued):
     toy = queued
-    proc = start(toy, env={"TOY_TASK_SLEEP": "0.3"})
+    # Tasks of 1 s: iteration 1's gate lasts seconds, so the SIGTERM lands inside it even on a loaded machine.
+    proc = start(toy, env={"TOY_TASK_SLEEP": "1"})
     wait_for(lambda: beat(toy).get("phase") == "gate" and beat(toy).get("iteration") == 1, what="gate of iteration 1")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
@@ -161,29 +159,39 @@ def test_sigterm_drains_the_current_iteration(queued):  # noqa: F811
 
 
 def test_sigterm_past_grace_cancels_and_kills_children(tmp_path):
-    from tests.test_loop import SPLIT, TASKS
-    from tests.toy import make_toy
     toy = make_toy(tmp_path, TASKS, SPLIT, backend='kind = "tests.toy:SleepyAgent"',
                    extra_config="[schedule]\ngrace_s = 1\n")
     proc = start(toy)
     wait_for(lambda: beat(toy).get("phase") == "propose", what="propose phase")
-    time.sleep(0.5)
-    sleepers = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
+
+    def sleeping() -> list[str]:
+        return subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
+
+    wait_for(lambda: bool(sleeping()), what="the backend's child process")  # started, however loaded the machine
+    sleepers = sleeping()
     assert sleepers
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "cancelled" in out
-    time.sleep(0.3)
+
+    def gone(pid: str) -> bool:
+        try:
+            return open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    # Killed as the daemon cancelled; a loaded machine may take a moment to deliver the SIGKILL.
+    wait_for(lambda: all(gone(pid) for pid in sleepers), timeout=10, what="the backend's child to die")
     for pid in sleepers:
-        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z"
+        assert gone(pid)
     assert len(records(toy)) == 1  # only the baseline: the cancelled iteration is redone next time
     db = sqlite3.connect(toy.workspace / "state.db")
     assert db.execute("SELECT COUNT(*) FROM events WHERE kind='interrupted' AND iteration=1").fetchone()[0] == 1
     assert_consistent(toy)
 
 
-def test_budget_stops_with_warnings(queued):  # noqa: F811
+def test_budget_stops_with_warnings(queued):
     toy = queued
     toy.config.write_text(toy.config.read_text().replace('kind = "replay"', 'kind = "tests.toy:PricedReplay"')
                           + "[loop]\nbudget_usd = 2.5\n")
@@ -199,7 +207,7 @@ def test_budget_stops_with_warnings(queued):  # noqa: F811
     assert status["spend_usd"] == 3.0 and status["budget_usd"] == 2.5
 
 
-def test_plateau_stops(queued):  # noqa: F811
+def test_plateau_stops(queued):
     toy = queued
     toy.config.write_text(toy.config.read_text() + "[loop]\nplateau = 2\n")
     res = run_to_end(toy)
@@ -209,7 +217,7 @@ def test_plateau_stops(queued):  # noqa: F811
     assert [r[4] for r in records(toy)] == ["baseline", "accepted", "rejected", "rejected"]
 
 
-def test_stop_file_stops_and_is_consumed(queued):  # noqa: F811
+def test_stop_file_stops_and_is_consumed(queued):
     toy = queued
     toy.workspace.mkdir()
     (toy.workspace / "STOP").write_text("")
@@ -221,9 +229,10 @@ def test_stop_file_stops_and_is_consumed(queued):  # noqa: F811
     assert not (toy.workspace / "STOP").exists()
 
 
-def test_stop_command_drains_a_running_daemon(queued):  # noqa: F811
+def test_stop_command_drains_a_running_daemon(queued):
     toy = queued
-    proc = start(toy, env={"TOY_TASK_SLEEP": "0.3"})
+    # Tasks of 1 s: the first gate lasts seconds, so `stop` (a Python start) lands inside it even loaded.
+    proc = start(toy, env={"TOY_TASK_SLEEP": "1"})
     wait_for(lambda: beat(toy).get("phase") == "gate", what="gate phase")
     out = cli(toy, "stop").stdout
     assert "asked the daemon" in out
@@ -232,18 +241,20 @@ def test_stop_command_drains_a_running_daemon(queued):  # noqa: F811
     assert len(records(toy)) == 2
 
 
-def test_window_end_stops_the_night_and_waits(queued):  # noqa: F811
+def test_window_end_stops_the_night_and_waits(queued):
     toy = queued
+    # The window ends 10 s from now (a daemon starts and scores its baseline inside it even on a loaded
+    # machine), within this minute; with tasks of 1 s the queue cannot run out in it.
     now = datetime.now(UTC)
-    if now.second > 50:
+    if now.second > 45:
         time.sleep(61 - now.second)
         now = datetime.now(UTC)
     fire = now.replace(second=0, microsecond=0)
-    window_s = (now - fire).total_seconds() + 2.0
+    window_s = (now - fire).total_seconds() + 10.0
     toy.config.write_text(toy.config.read_text() + (
         f'[schedule]\nstart = "{fire.minute} {fire.hour} * * *"\nhours = {window_s / 3600:.6f}\ntimezone = "UTC"\n'
         "grace_s = 30\n"))
-    proc = start(toy, env={"TOY_TASK_SLEEP": "0.2"})
+    proc = start(toy, env={"TOY_TASK_SLEEP": "1"})
     wait_for(lambda: beat(toy).get("phase") == "waiting", timeout=120, what="waiting for the next window")
     hb = beat(toy)
     assert datetime.fromisoformat(hb["next_window"]) > now + timedelta(hours=23)
@@ -287,7 +298,7 @@ class _Hook:
 
 
 @pytest.mark.parametrize("fail", [False, True])
-def test_webhook_and_logs(queued, fail):  # noqa: F811
+def test_webhook_and_logs(queued, fail):
     toy = queued
     hook = _Hook(fail=fail)
     try:

@@ -8,10 +8,9 @@ import json
 
 import pytest
 
-from tests.scripted_server import ScriptedServer
-from tests.test_cli_backends import cli as agent_cli
-from tests.test_loop import tsv
-from tests.toy import cli, make_toy
+from agents.scripted_server import ScriptedServer
+from tests.helpers import agent_cli
+from tests.toy import cli, make_toy, tsv
 
 TASKS = {"tr-alpha-0": "alpha", "tr-beta-1": "beta", "va-alpha-0": "alpha", "va-beta-1": "beta",
          "te-beta-0": "beta", "te-alpha-1": "alpha"}

@@ -4,54 +4,15 @@ test simulation may be anywhere on disk."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 
+from agents.scripted_server import ScriptedServer
 from tests.fixtures.tau2.script import SOLVE_MARKER, Tau2Script, load_tasks, tau2_python
-from tests.scripted_server import ScriptedServer
+from tests.helpers import cli, dump_toml, git, mentions
 
-REPO = Path(__file__).resolve().parents[1]
 SPLIT = {"train": ["2", "0"], "val": ["3", "7"], "test": ["1", "5"]}
-
-
-def cli(cwd: Path, *args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=cwd, capture_output=True, text=True,
-                         timeout=600, env={**os.environ, "PYTHONPATH": str(REPO), **env})
-    if check and res.returncode != 0:
-        raise AssertionError(f"autoharness {' '.join(args)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
-    return res
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
-                          capture_output=True, text=True).stdout
-
-
-def toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    return json.dumps(v)
-
-
-def dump_toml(data: dict, prefix: str = "") -> str:
-    """Enough TOML for a config: scalars and lists first, then sub-tables."""
-    lines = [f"{k} = {toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for k, v in data.items():
-        if isinstance(v, dict):
-            lines += ["", f"[{prefix}{k}]", dump_toml(v, f"{prefix}{k}.")]
-    return "\n".join(lines)
-
-
-def mentions(root: Path, needle: str) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink() and needle in p.read_text(errors="replace")]
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""The tau2 runner against real tau2-bench (its own Python 3.12 env) and the scripted model server."""
+"""The tau2 runner against real tau2-bench (its own Python 3.12 env) and the scripted model server.
+(With a stand-in interpreter acting out failures: tests/integration/test_tau2_runner.py.)"""
 
 from __future__ import annotations
 
@@ -7,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
-import benchmarks.tau2 as tau2_mod
+from agents.scripted_server import ScriptedServer
 from benchmarks.tau2 import Tau2Runner
 from orchestrator.core.config import BenchmarkConfig
-from orchestrator.core.errors import ConfigError
 from tests.fixtures.tau2.script import SOLVE_MARKER, Tau2Script, load_tasks, tau2_python
-from tests.scripted_server import ScriptedServer
+from tests.helpers import REPO
 
-STARTER = (Path(__file__).parents[1] / "benchmarks" / "starters" / "tau2_agent.py").read_text()
+STARTER = (REPO / "benchmarks" / "starters" / "tau2_agent.py").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +105,11 @@ def test_val_test_run_leaves_nothing_on_disk(python, airline, tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_infra_error_timeout_and_partial_failure(python, airline, tmp_path):
-    faults = {"1": {"fault": "500"}, "4": {"delay_s": 60}}
+    # Task 4's model never answers in time (the server releases it when it stops); the others must finish
+    # well inside the timeout even on a loaded machine (2-4 s each unloaded, four at once), hence 30 s.
+    faults = {"1": {"fault": "500"}, "4": {"delay_s": 600}}
     with ScriptedServer(responder=Tau2Script(airline, faults=faults)) as srv:
-        r = runner(srv, python, tmp_path, task_timeout_s=8, trials=1)
+        r = runner(srv, python, tmp_path, task_timeout_s=30, trials=1)
         got = r.run(agent_dir(tmp_path), ["0", "1", "4", "7"], traces_dir=None)
     assert got["0"].reward == 1.0
     assert got["7"].reward == 0.0 and got["7"].error_class == "failed"
@@ -143,52 +145,6 @@ def test_broken_agent_scores_zero_not_infra(python, airline, tmp_path):
     assert got["0"].reward == 0.0 and got["0"].error_class == "agent_error" and "agent bug" in got["0"].error
 
 
-def fake_python(tmp_path: Path, body: str) -> Path:
-    """A stand-in interpreter: a shell script that ignores the shim and acts out a failure."""
-    path = tmp_path / "fakepy"
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(0o755)
-    return path
-
-
-def test_crashed_run_is_an_infra_error(tmp_path):
-    py = fake_python(tmp_path, 'echo "Traceback: tau2 exploded" >&2\nexit 3\n')
-    got = runner(None, py, tmp_path).run(agent_dir(tmp_path), ["0", "1"], traces_dir=None)
-    assert {g.reward for g in got.values()} == {None}
-    assert all(g.error_class == "crash" and "tau2 exploded" in g.error and "exited 3" in g.error
-               for g in got.values())
-
-
-def test_partial_output_then_crash_keeps_what_was_reported(tmp_path):
-    py = fake_python(tmp_path, (
-        "cat >/dev/null\n"
-        'echo \'{"event": "result", "task_id": "0", "trial": 0, "reward": 1.0, "priced": false}\'\n'
-        'echo "Segmentation fault" >&2\nexit 139\n'))
-    got = runner(None, py, tmp_path).run(agent_dir(tmp_path), ["0", "1"], traces_dir=None)
-    assert got["0"].reward == 1.0
-    assert got["1"].reward is None and got["1"].error_class == "crash" and "Segmentation fault" in got["1"].error
-
-
-def test_malformed_output_is_not_a_score(tmp_path):
-    py = fake_python(tmp_path, (
-        "cat >/dev/null\n"
-        "echo 'reward: 1.0 for everything'\n"
-        'echo \'{"event": "result", "task_id": "0", "trial": 0, "reward": 7, "priced": false}\'\n'
-        'echo \'{"event": "result", "task_id": "1", "trial": 0, "reward": "yes"}\'\n'
-        'echo \'{"event": "done"}\'\n'))
-    got = runner(None, py, tmp_path).run(agent_dir(tmp_path), ["0", "1", "2"], traces_dir=None)
-    assert got["0"].reward is None and got["0"].error_class == "bad_output"
-    assert got["1"].reward is None and got["1"].error_class == "bad_output"
-    assert got["2"].reward is None and got["2"].error_class == "crash"
-
-
-def test_hung_shim_is_killed(tmp_path, monkeypatch):
-    monkeypatch.setattr(tau2_mod, "STARTUP_S", 1.0)
-    py = fake_python(tmp_path, "sleep 600\n")
-    got = runner(None, py, tmp_path, task_timeout_s=0.5).run(agent_dir(tmp_path), ["0"], traces_dir=None)
-    assert got["0"].reward is None and got["0"].error_class == "infra" and "killed" in got["0"].error
-
-
 @pytest.mark.slow
 def test_tasks_official_split_and_doctor(python, tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -202,13 +158,3 @@ def test_tasks_official_split_and_doctor(python, tmp_path, monkeypatch):
     assert checks["tau2 package"].ok and "26.3" in checks["tau2 package"].detail
     agent_model = checks["tau2 agent model"]
     assert not agent_model.ok and "OPENAI_API_KEY is not set" in agent_model.detail
-
-
-def test_bad_config_and_missing_env(tmp_path):
-    with pytest.raises(ConfigError, match="benchmark.options.bogus: unknown key"):
-        Tau2Runner(BenchmarkConfig(kind="tau2", options={"bogus": 1}), tmp_path)
-    with pytest.raises(ConfigError, match="benchmark.options.domain"):
-        Tau2Runner(BenchmarkConfig(kind="tau2", options={"domain": "banking"}), tmp_path)
-    r = Tau2Runner(BenchmarkConfig(kind="tau2", options={"python": "nowhere/python"}), tmp_path)
-    checks = r.check()
-    assert len(checks) == 1 and not checks[0].ok and "nowhere/python not found" in checks[0].detail

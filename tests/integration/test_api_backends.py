@@ -10,10 +10,9 @@ import pytest
 from agents.anthropic_api import AnthropicAgent
 from agents.fallback import FallbackChain, build_agent
 from agents.openai_api import OpenAIAgent
+from agents.scripted_server import ScriptedServer
 from orchestrator.core.config import BackendConfig, BackendSection
 from orchestrator.core.contracts import ProposalRequest, ProposalStatus
-from orchestrator.core.errors import ConfigError
-from tests.scripted_server import ScriptedServer
 from tests.toy import git, greet_repo
 
 SECRET = "sk-test-secret-0123456789"
@@ -172,7 +171,8 @@ def test_backend_that_stays_down_returns_an_error_proposal(repo: Path) -> None:
 @pytest.mark.parametrize(("kind", "api"), FLAVOURS, ids=FLAVOUR_IDS)
 def test_hang_ends_at_the_wall_clock(repo: Path, kind: str, api: str | None) -> None:
     with ScriptedServer([EDITS[1], {"fault": "hang"}]) as srv:
-        proposal = make(kind, api, srv).propose(request(repo, timeout_s=2))
+        # 5 s: the first turn's edits land well inside it on a loaded machine; the second request hangs.
+        proposal = make(kind, api, srv).propose(request(repo, timeout_s=5))
     assert proposal.status is ProposalStatus.TIMEOUT and proposal.error_class == "timeout"
     assert status(repo) == {" M agent/greet.py", "?? agent/polite.py"}
 
@@ -233,13 +233,6 @@ def test_missing_key_is_an_auth_error_without_a_request(repo: Path, monkeypatch:
     assert "ANTHROPIC_API_KEY" in proposal.error
 
 
-def test_unknown_option_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="backend.options.max_turn: unknown key"):
-        OpenAIAgent(BackendConfig(kind="openai", options={"max_turn": 3}), Path("."))
-    with pytest.raises(ConfigError, match="backend.options.api"):
-        OpenAIAgent(BackendConfig(kind="openai", options={"api": "completions"}), Path("."))
-
-
 # ------------------------------------------------------------------ fallback
 
 
@@ -285,7 +278,8 @@ def test_fallback_takes_over_on_a_clean_worktree_when_the_primary_is_down(repo: 
 def test_fallback_is_not_used_for_a_bad_request_or_a_spent_wall_clock(repo: Path) -> None:
     for primary, expected in (([{"fault": "context"}], "context_window"), ([{"fault": "hang"}], "timeout")):
         with ScriptedServer(primary) as down, ScriptedServer(EDITS) as up:
-            proposal = build_agent(_section(down, up), Path(".")).propose(request(repo, timeout_s=2))
+            # 5 s: the context error comes back well inside it (so it is not a timeout); the hang spends it.
+            proposal = build_agent(_section(down, up), Path(".")).propose(request(repo, timeout_s=5))
             assert up.completions() == []
         assert proposal.backend == "anthropic" and proposal.error_class == expected
 

@@ -12,13 +12,11 @@ from pathlib import Path
 import pytest
 
 from benchmarks.bird_interact import BirdInteractRunner
-from orchestrator.core import registry
 from orchestrator.core.config import BenchmarkConfig
-from orchestrator.core.errors import ConfigError
 from tests.fixtures.tau2.script import tau2_python
-from tests.test_e2e_tau2 import cli, dump_toml, git, mentions
+from tests.helpers import FIXTURES_DIR, cli, dump_toml, git, mentions
 
-ADK = Path(__file__).parent / "fixtures" / "bird_interact" / "adk"
+ADK = FIXTURES_DIR / "bird_interact" / "adk"
 DATA = ADK / "bird-interact-lite" / "bird_interact_data.jsonl"
 MARKER = "Ask the user before you submit."
 AGENT = '''
@@ -57,7 +55,7 @@ def runner(python: Path, tmp_path: Path, **over) -> BirdInteractRunner:
 
 def test_rewards_partial_failure_infra_timeout_and_malformed(python, tmp_path):
     tasks = ["alien_1", "alien_2", "archeology_1", "cross_db_1", "crypto_1", "cybermarket_1"]
-    r = runner(python, tmp_path, task_timeout_s=4)
+    r = runner(python, tmp_path, task_timeout_s=10)  # the quick tasks finish in time even loaded; crypto_1 hangs
     assert r.tasks()[:3] == ["alien_1", "alien_2", "archeology_1"] and len(r.tasks()) == 7
     got = r.run(agent_dir(tmp_path), tasks, traces_dir=None)
     assert got["alien_1"].reward == 1.0 and got["alien_1"].error_class == ""
@@ -120,28 +118,6 @@ def test_doctor_names_what_is_missing(tmp_path, monkeypatch):
                               + "\n" for line in DATA.read_text().splitlines()))
     checks = {c.name: c for c in runner(Path("no/python"), tmp_path, options={"data": str(public)}).check()}
     assert not checks["bird-interact gold"].ok and "request the GT file" in checks["bird-interact gold"].detail
-
-
-def test_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="not a BIRD-Interact-ADK checkout"):
-        BirdInteractRunner(BenchmarkConfig(kind="bird-interact", options={"adk_dir": str(tmp_path)}), tmp_path).tasks()
-    with pytest.raises(ConfigError, match="benchmark.options.mode: unknown key"):
-        BirdInteractRunner(BenchmarkConfig(kind="bird-interact", options={"mode": "c-interact"}), tmp_path)
-
-
-def test_starters_for_every_kind():
-    for kind, agent_file, entry in (("tau2", "agent/tau2_agent.py", "class Agent(LLMAgent)"),
-                                    ("harbor", "agent/harbor_agent.py", "class Agent(Terminus2)"),
-                                    ("bird-interact", "agent/bird_agent.py", "def build_agent(")):
-        starter = registry.load("benchmark", kind).starter
-        files = starter.file_texts()
-        assert files["agent/__init__.py"] == "" and entry in files[agent_file]
-        assert starter.benchmark["kind"] == kind and starter.editable == ["agent/**"]
-        module = starter.benchmark["options"]["agent"].partition(":")[0]
-        assert f"{module.replace('.', '/')}.py" in files
-    assert registry.load("benchmark", "command").starter.files == {}
-    with pytest.raises(ConfigError, match="unknown kind 'nope'"):
-        registry.load("benchmark", "nope")
 
 
 def test_loop_end_to_end_with_the_stand_in(python, tmp_path):

@@ -10,7 +10,6 @@ import pytest
 
 from benchmarks.command import CommandRunner
 from orchestrator.core.config import BenchmarkConfig
-from orchestrator.core.errors import ConfigError
 
 BENCH = r'''
 import json, os, sys, time
@@ -59,7 +58,8 @@ def test_trials_average_and_costs_add_up(runner, tmp_path):
 
 
 def test_failures_are_classified(runner, tmp_path):
-    res = runner(timeout=1).run(tmp_path, ["slow", "crash", "garbage", "out-of-range"], traces_dir=None)
+    # 5 s: the quick tasks (a Python start each) finish in time on a loaded machine; "slow" sleeps 30 s.
+    res = runner(timeout=5).run(tmp_path, ["slow", "crash", "garbage", "out-of-range"], traces_dir=None)
     assert (res["slow"].reward, res["slow"].error_class) == (0.0, "timeout")
     assert res["crash"].reward is None and res["crash"].error_class == "crash" and "half a line" in res["crash"].error
     assert res["garbage"].reward is None and res["garbage"].error_class == "bad_output"
@@ -74,13 +74,6 @@ def test_traces_only_when_given(runner, tmp_path):
     before = sorted(p.name for p in tmp_path.rglob("*"))
     runner().run(tmp_path / "agent", ["ok"], traces_dir=None)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
-
-
-def test_bad_options_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="benchmark.options.cmd"):
-        CommandRunner(BenchmarkConfig(options={"cmd": []}), tmp_path)
-    with pytest.raises(ConfigError, match="benchmark.options.comand: unknown key"):
-        CommandRunner(BenchmarkConfig(options={"cmd": ["x"], "comand": 1}), tmp_path)
 
 
 def test_listing_tasks_from_the_command(tmp_path):

@@ -1,18 +1,22 @@
 """The bundled example: a real git repo made from target/, the patch queue applied with `git apply` in
-the designed order (rejected patches left out), and bench/eval.py run as a subprocess on each split."""
+the designed order (rejected patches left out), and bench/eval.py run as a subprocess on each split. The
+decisions are the real loop's: `make demo`'s session on the example, read back from what it records
+(state.db, results.tsv, iterations/N/gate.json)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 
 from benchmarks.example import (
     EDITABLE,
@@ -23,14 +27,17 @@ from benchmarks.example import (
     TARGET_DIR,
     TASKS_FILE,
 )
+from orchestrator.core.config import Config, load_config
+from orchestrator.demo import make_demo
+from orchestrator.driver import Driver
 from orchestrator.guard import added_lines, id_pattern, is_editable
+from orchestrator.logs import LOGGER, configure_logging
+from orchestrator.store import IterationRecord, Store
 
 SPLIT = json.loads(SPLIT_FILE.read_text())
 TASKS = {t["id"]: t for t in json.loads(TASKS_FILE.read_text())["tasks"]}
 EXPECTED = json.loads(EXPECTED_FILE.read_text())
 STEPS = ["baseline"] + [it["patch"] for it in EXPECTED["iterations"]]
-SUITE_THRESHOLD = 0.8
-PROMOTE_AFTER = 2
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -181,31 +188,130 @@ def test_no_patch_names_a_held_out_task(history):
         assert not [t for t in held_out if any(id_pattern(t).search(line) for line in lines)], step
 
 
-def test_the_gate_rules_give_the_designed_decisions(history):
-    """DESIGN.md's gate replayed on the measured scores: guard, suite >= 0.8, val strictly above best."""
-    base_train = history["baseline"].scores["train"]
-    suite = sorted(passing(base_train))
-    streaks = Counter({t: 1 for t in suite})
-    best_val = mean(history["baseline"].scores["val"])
-    for it in EXPECTED["iterations"]:
-        step = history[it["patch"]]
-        train_ok = passing(step.scores["train"])
-        suite_rate = sum(t in train_ok for t in suite) / len(suite)
-        val = mean(step.scores["val"])
-        if any(not is_editable(p, EDITABLE) for p in step.changed):
-            got = "guard"
-        elif suite_rate < SUITE_THRESHOLD:
-            got = "suite"
-        elif val <= best_val:
-            got = "val"
+@dataclass
+class Night:
+    """What the orchestrator recorded for a whole session on the example."""
+
+    cfg: Config
+    reason: str
+    rows: list[IterationRecord]                   # state.db, iteration 0 (the baseline) first
+    tsv: list[dict[str, str]]                     # results.tsv
+    gates: dict[int, dict]                        # iterations/N/gate.json
+    patches: dict[int, str]                       # iterations/N/transcript.jsonl: the patch replayed
+    results: dict[str, dict[str, dict[str, float | None]]]  # code hash -> split -> task id -> reward
+    tests: dict[str, float]                       # baseline_test, final_test
+    branch: list[str]                             # the autoharness branch's commits, newest first
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory) -> Night:
+    """The real loop on the example, as `make demo` runs it: baseline, every patch through the gate, the
+    final test score. Once per module."""
+    cfg = load_config(make_demo(tmp_path_factory.mktemp("night") / "demo"))
+    try:
+        with Driver(cfg, log=configure_logging(cfg.workspace / "logs", console_level="off")) as driver:
+            reason = driver.session()
+    finally:  # the loop configured logging in this process: leave it as the next test expects it
+        for name in (LOGGER, "apscheduler"):
+            std = logging.getLogger(name)
+            for handler in list(std.handlers):
+                std.removeHandler(handler)
+                handler.close()
+            std.propagate = True
+        structlog.reset_defaults()
+    ws = cfg.workspace
+    store = Store(ws / "state.db", readonly=True)
+    try:
+        rows = store.iterations()
+        tests = {k: json.loads(store.get(k) or "{}").get("score") for k in ("baseline_test", "final_test")}
+    finally:
+        store.close()
+    db = sqlite3.connect(ws / "state.db")
+    results: dict[str, dict[str, dict[str, float | None]]] = {}
+    for code_hash, split, task_id, reward in db.execute("SELECT code_hash, split, task_id, reward FROM results"):
+        results.setdefault(code_hash, {}).setdefault(split, {})[task_id] = reward
+    db.close()
+    lines = (ws / "results.tsv").read_text().splitlines()
+    tsv = [dict(zip(lines[0].split("\t"), ln.split("\t"), strict=True)) for ln in lines[1:]]
+    gates, patches = {}, {}
+    for r in rows[1:]:
+        folder = ws / "iterations" / str(r.n)
+        gates[r.n] = json.loads((folder / "gate.json").read_text())
+        replayed = [json.loads(ln) for ln in (folder / "transcript.jsonl").read_text().splitlines()]
+        (patches[r.n],) = [e["patch"] for e in replayed if "patch" in e]   # the replay backend names its patch
+    branch = git(cfg.target.repo, "log", "--format=%H", cfg.target.branch).split()
+    return Night(cfg, reason, rows, tsv, gates, patches, results, tests, branch)
+
+
+def score(passing_ids: list[str], part: str) -> float:
+    return len(passing_ids) / len(SPLIT[part])
+
+
+def test_the_loop_records_the_designed_decisions(night):
+    """Each patch, replayed in order by the real loop, gets the decision and stage expected.json designs."""
+    gate = night.cfg.gate
+    assert (gate.suite_threshold, gate.min_improvement, gate.promote_after) == (0.8, 0.0, 2)  # expected.json's gate
+    assert night.reason == "nothing left to propose"
+    assert [r.n for r in night.rows] == list(range(len(STEPS)))
+    assert [row["iteration"] for row in night.tsv] == [str(n) for n in range(len(STEPS))]
+    assert night.rows[0].decision == night.tsv[0]["decision"] == "baseline"
+    for n, it in enumerate(EXPECTED["iterations"], start=1):
+        rec, row, verdict = night.rows[n], night.tsv[n], night.gates[n]
+        assert night.patches[n] == it["patch"], n
+        assert (rec.decision, rec.stage) == (it["decision"], it["stage"]), it["patch"]
+        assert row["decision"] == it["decision"], it["patch"]
+        assert (verdict["decision"], verdict["stage"], verdict["iteration"]) == (it["decision"], it["stage"], n)
+        stages = verdict["stages"]
+        if it["decision"] == "accepted":
+            assert stages and all(s["passed"] for s in stages), (it["patch"], stages)
+            assert rec.commit_sha and verdict["commit"] == rec.commit_sha
         else:
-            got = ""
-            best_val = val
-            for t in step.scores["train"]:
-                streaks[t] = streaks[t] + 1 if t in train_ok else 0
-            suite = sorted(set(suite) | {t for t in train_ok if streaks[t] >= PROMOTE_AFTER})
-        assert (got, "accepted" if not got else "rejected") == (it["stage"], it["decision"]), it["patch"]
-    assert best_val == 7 / 8
+            assert stages[-1]["stage"] == it["stage"] and not stages[-1]["passed"], (it["patch"], stages)
+            assert all(s["passed"] for s in stages[:-1]), (it["patch"], stages)
+            assert rec.commit_sha == "" and verdict["commit"] == ""
+            assert row["reason"].startswith(it["stage"]) or it["stage"] == "guard", row
+    # Exactly the accepted commits are on the branch, in order, on top of the base.
+    accepted = [r.commit_sha for r in night.rows if r.decision == "accepted"]
+    assert night.branch[:-1] == accepted[::-1] and len(night.branch) == len(accepted) + 1
+    assert "outside editable" in night.tsv[2]["reason"] and "README.md" in night.tsv[2]["reason"]
+
+
+def test_the_recorded_scores_are_the_designed_ones(night):
+    """The val score of every scored candidate, the best it had to beat, each task's recorded reward, and the
+    test score of the baseline and of the best commit: all as expected.json says."""
+    wants = {0: EXPECTED["baseline"]} | {n: it["passing"] for n, it in enumerate(EXPECTED["iterations"], start=1)}
+    best = score(EXPECTED["baseline"]["val"], "val")
+    assert night.rows[0].val_score == best
+    for n, it in enumerate(EXPECTED["iterations"], start=1):
+        rec, row = night.rows[n], night.tsv[n]
+        assert rec.best_before == best, it["patch"]
+        if it["stage"] in ("guard", "suite"):   # stopped before val ran
+            assert rec.val_score is None and row["val_score"] == "", it["patch"]
+        else:
+            assert rec.val_score == score(it["passing"]["val"], "val"), it["patch"]
+            assert row["val_score"] == f"{rec.val_score:.4f}"
+        if it["decision"] == "accepted":
+            best = rec.val_score
+    assert best == 7 / 8 and night.gates[6]["best_val"] == 0.75
+    # Every reward the loop recorded for a candidate's code is the designed one: complete splits for the
+    # baseline and the accepted commits, whatever ran before an early stop for the others.
+    for n, rec in enumerate(night.rows):
+        if not rec.code_hash:
+            assert n == 2 and rec.stage == "guard"   # the guard stops it before anything runs
+            continue
+        recorded = night.results[rec.code_hash]
+        for part, rewards in recorded.items():
+            assert set(rewards) <= set(SPLIT[part]), (n, part)
+            assert {t for t, r in rewards.items() if r == 1.0} == set(wants[n][part]) & set(rewards), (n, part)
+            assert all(r in (0.0, 1.0) for r in rewards.values()), (n, part)
+        if rec.decision in ("baseline", "accepted"):
+            assert {part: len(recorded[part]) for part in ("train", "val")} == {"train": 14, "val": 8}, n
+    # The held-out test split is scored twice: on the base and, at the end, on the best commit.
+    scored_test = [n for n, rec in enumerate(night.rows) if "test" in night.results.get(rec.code_hash, {})]
+    assert scored_test == [0, 6]
+    assert night.tests == {"baseline_test": score(EXPECTED["baseline"]["test"], "test"),
+                           "final_test": score(EXPECTED["iterations"][-1]["passing"]["test"], "test")}
+    assert night.tests["final_test"] == 7 / 8
 
 
 def test_0003_breaks_the_suite_well_below_the_threshold(history):

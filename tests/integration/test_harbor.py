@@ -1,11 +1,10 @@
-"""The harbor runner: against a stand-in `harbor` writing job folders from harbor's own result models
-(tests/fixtures/harbor), and against the real harbor 0.24.0 for what it can do on this machine."""
+"""The harbor runner against a stand-in `harbor` writing job folders from harbor's own result models
+(tests/fixtures/harbor). The real harbor 0.24.0 is in tests/e2e/test_harbor_real.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 import tomllib
 from pathlib import Path
@@ -14,14 +13,13 @@ import pytest
 
 import benchmarks.harbor as harbor_mod
 from benchmarks.harbor import HarborRunner, glob_escape
-from benchmarks.shims import default_venv
 from orchestrator.core.config import BenchmarkConfig
 from orchestrator.core.errors import ConfigError
-from tests.test_e2e_tau2 import cli, dump_toml, git, mentions
+from tests.helpers import FIXTURES_DIR, REPO, cli, dump_toml, git, mentions
 
-FIXTURES = Path(__file__).parent / "fixtures" / "harbor"
+FIXTURES = FIXTURES_DIR / "harbor"
 STANDIN = FIXTURES / "harbor"
-STARTERS = Path(__file__).parents[1] / "benchmarks" / "starters"
+STARTERS = REPO / "benchmarks" / "starters"
 CANARY = "HARBOR-CANARY-9931"
 
 
@@ -155,22 +153,6 @@ def test_task_names_are_matched_literally(tmp_path):
     assert got == {"weird[1]": got["weird[1]"]} and got["weird[1]"].reward == 1.0
 
 
-def test_tasks_from_a_downloaded_dataset_and_config_errors(tmp_path):
-    ds = tmp_path / "data" / "terminal-bench"
-    for name in ("b-task", "a-task"):
-        (ds / name).mkdir(parents=True)
-        (ds / name / "task.toml").write_text("")
-    (ds / "not-a-task").mkdir()
-    r = HarborRunner(BenchmarkConfig(kind="harbor", options={"harbor": str(STANDIN), "path": "data/terminal-bench"}),
-                     tmp_path)
-    assert r.tasks() == ["a-task", "b-task"]
-    assert "--path" in r.argv(["a-task"], tmp_path) and "--dataset" not in r.argv(["a-task"], tmp_path)
-    with pytest.raises(ConfigError, match="give `tasks`"):
-        HarborRunner(BenchmarkConfig(kind="harbor", options={"harbor": str(STANDIN)}), tmp_path).tasks()
-    with pytest.raises(ConfigError, match="benchmark.options.envs: unknown key"):
-        HarborRunner(BenchmarkConfig(kind="harbor", options={"envs": {}}), tmp_path)
-
-
 def test_doctor_reports_what_a_real_run_needs(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("DAYTONA_API_KEY", raising=False)
@@ -182,53 +164,6 @@ def test_doctor_reports_what_a_real_run_needs(tmp_path, monkeypatch):
     assert not cloud["daytona credentials"].ok and "DAYTONA_API_KEY is not set" in cloud["daytona credentials"].detail
     missing = HarborRunner(BenchmarkConfig(kind="harbor", options={"harbor": "no/such/harbor"}), tmp_path).check()
     assert [c.ok for c in missing] == [False] and "not found" in missing[0].detail
-
-
-# -- the real harbor
-
-@pytest.fixture(scope="module")
-def real_harbor() -> Path:
-    path = default_venv("harbor") / "bin" / "harbor"
-    if not path.is_file():
-        msg = f"{path} missing: run .ci/install-benchmarks.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
-
-
-def test_fixtures_match_the_installed_harbor(real_harbor):
-    """The stand-in's help, version and result files are what the pinned harbor produces and accepts."""
-    env = {**os.environ, **harbor_mod.HELP_ENV}
-    out = subprocess.run([str(real_harbor), "run", "--help"], capture_output=True, text=True, env=env, check=True)
-    assert harbor_mod._FLAG.findall(out.stdout) == harbor_mod._FLAG.findall((FIXTURES / "run-help.txt").read_text())
-    code = ("import sys, pathlib; from harbor.models.trial.result import TrialResult; "
-            "from harbor.models.job.result import JobResult; d = pathlib.Path(sys.argv[1]); "
-            "[TrialResult.model_validate_json(p.read_text()) for p in d.glob('trial-*.json')]; "
-            "JobResult.model_validate_json((d / 'job.json').read_text()); print('ok')")
-    res = subprocess.run([str(real_harbor.parent / "python"), "-c", code, str(FIXTURES)], capture_output=True, text=True)
-    assert res.stdout.strip() == "ok", res.stderr[-2000:]
-
-
-@pytest.mark.slow
-def test_real_harbor_run_without_a_sandbox_is_an_infra_error(real_harbor, tmp_path):
-    """Real harbor on a real local task: no usable docker here, so every task is an infra error, not a 0."""
-    ds = tmp_path / "ds"
-    for name in ("hello-one", "hello-two"):
-        subprocess.run([str(real_harbor), "init", "--task", f"demo/{name}", "--no-package", "--no-pytest", "-o", str(ds)],
-                       check=True, capture_output=True)
-    r = HarborRunner(BenchmarkConfig(kind="harbor", concurrency=2, task_timeout_s=120,
-                                     options={"harbor": str(real_harbor), "path": str(ds)}), tmp_path)
-    assert r.tasks() == ["hello-one", "hello-two"]
-    got = r.run(agent_dir(tmp_path), r.tasks(), traces_dir=None)
-    assert {g.reward for g in got.values()} == {None}
-    assert all(g.error_class in ("crash", "infra") and g.error for g in got.values())
-    # The starter agent imports under the real harbor, as a harbor agent.
-    code = ("from agent.harbor_agent import Agent; from harbor.agents.base import BaseAgent; "
-            "print(issubclass(Agent, BaseAgent), Agent.name())")
-    res = subprocess.run([str(real_harbor.parent / "python"), "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(agent_dir(tmp_path)), "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
-    assert res.stdout.split() == ["True", "autoharness-agent"], res.stderr[-2000:]
 
 
 def test_loop_end_to_end_with_the_stand_in(tmp_path):

@@ -7,51 +7,7 @@ import sqlite3
 
 import pytest
 
-from tests.toy import cli, make_toy, skills_file
-
-TASKS = {
-    "tr-alpha-0": "alpha", "tr-beta-1": "beta", "tr-gamma-2": "gamma", "tr-alpha-3": "alpha", "tr-beta-4": "beta",
-    "tr-delta-5": "delta",
-    "va-alpha-0": "alpha", "va-beta-1": "beta", "va-gamma-2": "gamma", "va-beta-3": "beta",
-    "te-alpha-0": "alpha", "te-beta-1": "beta", "te-gamma-2": "gamma",
-}
-SPLIT = {
-    "train": [t for t in TASKS if t.startswith("tr-")],
-    "val": [t for t in TASKS if t.startswith("va-")],
-    "test": [t for t in TASKS if t.startswith("te-")],
-}
-
-
-def tsv(toy) -> list[dict[str, str]]:
-    lines = (toy.workspace / "results.tsv").read_text().splitlines()
-    head = lines[0].split("\t")
-    return [dict(zip(head, ln.split("\t"), strict=True)) for ln in lines[1:]]
-
-
-@pytest.fixture
-def queued(tmp_path):
-    """The toy with a patch queue that meets every gate branch, each made on the best commit of its time."""
-    toy = make_toy(tmp_path, TASKS, SPLIT)
-    toy.add_patch("0001-beta.patch", {"agent/skills.py": skills_file("alpha", "beta")}, message="Teach beta")
-    toy.git("branch", "after1", "main")
-    # Make the later patches on top of what 0001 produces.
-    wt = tmp_path / "after1"
-    toy.git("worktree", "add", str(wt), "after1")
-    (wt / "agent" / "skills.py").write_text(skills_file("alpha", "beta"))
-    toy.git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "after 1", cwd=wt)
-    toy.git("worktree", "remove", str(wt))
-    toy.add_patch("0002-guard.patch", {"README.md": "cheat\n", "agent/skills.py": skills_file("alpha", "beta", "gamma")},
-                  base="after1", message="Touch the README too")
-    toy.add_patch("0003-suite.patch", {"agent/skills.py": skills_file("beta", "gamma")}, base="after1",
-                  message="Swap alpha for gamma")
-    toy.add_patch("0004-val.patch", {"agent/skills.py": skills_file("alpha", "beta", "delta")}, base="after1",
-                  message="Teach delta (not in val)")
-    toy.add_patch("0005-early.patch", {"agent/skills.py": skills_file("alpha", "gamma")}, base="after1",
-                  message="Swap beta for gamma")
-    toy.add_patch("0006-gamma.patch", {"agent/skills.py": skills_file("alpha", "beta", "gamma")}, base="after1",
-                  message="Teach gamma")
-    toy.git("branch", "-D", "after1")
-    return toy
+from tests.toy import SPLIT, TASKS, cli, make_toy, skills_file, tsv
 
 
 def test_full_queue_gives_every_decision(queued):
@@ -241,7 +197,7 @@ def test_timeout_is_reward_zero_not_dropped(tmp_path):
     tasks = dict(TASKS, **{"tr-hang-9": "hang"})
     split = dict(SPLIT, train=[*SPLIT["train"], "tr-hang-9"])
     toy = make_toy(tmp_path, tasks, split)
-    toy.config.write_text(toy.config.read_text().replace("task_timeout_s = 5", "task_timeout_s = 1"))
+    toy.config.write_text(toy.config.read_text().replace("task_timeout_s = 30", "task_timeout_s = 1"))
     cli(toy, "baseline")
     db = sqlite3.connect(toy.workspace / "state.db")
     reward, cls = db.execute("SELECT reward, error_class FROM results WHERE task_id='tr-hang-9'").fetchone()

@@ -13,8 +13,7 @@ import pytest
 from orchestrator.core.errors import ConfigError
 from orchestrator.report import write_report
 from orchestrator.store import IterationRecord, Store
-from tests.test_loop import SPLIT, TASKS
-from tests.toy import cli, make_toy, skills_file
+from tests.toy import SPLIT, TASKS, cli, make_toy, skills_file
 
 MARKUP = '# <script>alert("x")</script> & co\n'
 

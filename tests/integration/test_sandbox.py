@@ -4,23 +4,19 @@ the config folder or the target's checkout."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
 
 from orchestrator.core.proc import run_process
 from orchestrator.core.sandbox import Sandbox
-from tests.test_loop import SPLIT, TASKS, tsv
-from tests.toy import cli, make_toy
+from tests.helpers import need_bwrap
+from tests.toy import SPLIT, TASKS, cli, make_toy, tsv
 
 
 @pytest.fixture(autouse=True)
-def need_bwrap():
-    if shutil.which("bwrap") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("bwrap is missing: .ci/install-sandbox.sh must run before the tests")
-        pytest.skip("bwrap is not installed (apt-get install bubblewrap)")
+def _bwrap():
+    need_bwrap()
 
 
 def test_wrap_hides_and_keeps(tmp_path):
@@ -70,42 +66,3 @@ def test_missing_bwrap_is_a_config_error(tmp_path, monkeypatch):
     (bindir / "git").symlink_to(shutil.which("git"))
     res = cli(toy, "run", "--once", check=False, env={"PATH": str(bindir)})
     assert res.returncode == 2 and "bwrap is not installed" in res.stderr
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["claude-code", "codex"])
-def test_real_cli_in_the_sandbox(tmp_path, kind):
-    from tests.scripted_server import ScriptedServer
-    from tests.test_cli_backends import cli as agent_cli
-    binary = agent_cli("claude" if kind == "claude-code" else "codex")
-    toy = make_toy(tmp_path, TASKS, SPLIT, backend='kind = "replay"')  # replaced below, once paths are known
-    peek = f"cat {toy.bench / 'tasks.json'}; ls {toy.workspace}; cat {toy.target / 'README.md'}"
-    final = {"text": "HYPOTHESIS: beta was missing.\nCHANGE: taught beta."}
-    if kind == "claude-code":
-        script = [
-            {"tool_calls": [{"name": "Bash", "input": {"command": peek}}]},
-            {"tool_calls": [{"name": "Read", "input": {"file_path": "agent/skills.py"}}]},
-            {"tool_calls": [{"name": "Edit", "input": {"file_path": "agent/skills.py", "old_string": "['alpha']",
-                                                       "new_string": "['alpha', 'beta']"}}]},
-            final,
-        ]
-    else:
-        script = [
-            {"tool_calls": [{"name": "exec_command", "input": {"cmd": peek}}]},
-            {"tool_calls": [{"name": "apply_patch", "input": "*** Begin Patch\n*** Update File: agent/skills.py\n@@\n"
-                             "-KNOWN = ['alpha']\n+KNOWN = ['alpha', 'beta']\n*** End Patch\n"}]},
-            final,
-        ]
-    with ScriptedServer(script) as srv:
-        url, model = (srv.base_url, "claude-sonnet-4-5") if kind == "claude-code" else (srv.openai_base_url, "gpt-5.5")
-        toy.config.write_text(toy.config.read_text().replace('kind = "replay"', (
-            f'kind = "{kind}"\nmodel = "{model}"\nsandbox = "bwrap"\n[backend.options]\n'
-            f'binary = "{binary}"\nbase_url = "{url}"\nretry_max_wait_s = 1.0')))
-        env = {"ANTHROPIC_API_KEY": "sk-sandbox-test-0123456789", "OPENAI_API_KEY": "sk-sandbox-test-0123456789"}
-        cli(toy, "baseline", env=env)
-        cli(toy, "run", "--once", env=env)
-        sent = srv.completions()
-    assert tsv(toy)[1]["decision"] == "accepted"
-    assert toy.git("show", "autoharness:agent/skills.py").strip() == "KNOWN = ['alpha', 'beta']"
-    seen = json.dumps(sent[1]["body"])
-    assert "No such file" in seen and "tr-alpha-0" not in seen and "toy agent" not in seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -13,7 +14,8 @@ import httpx2
 import openai
 import pytest
 
-from tests.scripted_server import ScriptedServer
+from agents.scripted_server import ScriptedServer
+from tests.helpers import REPO
 
 CALL = {"tool_calls": [{"name": "str_replace_based_edit_tool",
                         "input": {"command": "create", "path": "a.txt", "file_text": "hello\n"}}],
@@ -197,7 +199,7 @@ def test_runs_as_a_script_for_a_users_trial(tmp_path: Path) -> None:
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"steps": [{"text": "hello from the script"}], "model": "trial"}))
     log = tmp_path / "requests.jsonl"
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "scripted_server.py"),
+    proc = subprocess.Popen([sys.executable, str(REPO / "agents" / "scripted_server.py"),
                              "--script", str(script), "--port", "0", "--log", str(log)],
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -227,3 +229,47 @@ def test_refusal_in_each_format(stream: bool) -> None:
         assert "".join(c.choices[0].delta.refusal or "" for c in chat if c.choices) == refusal["refusal"]
     else:
         assert chat.choices[0].message.refusal == refusal["refusal"]
+
+
+def test_model_server_command_serves_a_script(tmp_path: Path) -> None:
+    """`autoharness model-server`: the URLs first, then real SDK requests answered from the script file."""
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([{"text": "hello from the model server", "usage": {"output_tokens": 7}}]))
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "model-server", "--script", str(script),
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        urls = dict(proc.stdout.readline().strip().split("=", 1) for _ in range(2))
+        assert set(urls) == {"ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"}, urls
+        root = urls["ANTHROPIC_BASE_URL"]
+        assert root.startswith("http://127.0.0.1:") and urls["OPENAI_BASE_URL"] == root + "/v1"
+        client = anthropic.Anthropic(api_key="k", base_url=root, max_retries=0, timeout=30)
+        reply = client.messages.create(model="m", max_tokens=100, messages=MSG)
+        assert reply.content[0].text == "hello from the model server" and reply.usage.output_tokens == 7
+        # The script is spent: the next request is the non-retryable "script exhausted".
+        with pytest.raises(openai.BadRequestError, match="script exhausted"):
+            openai.OpenAI(api_key="k", base_url=urls["OPENAI_BASE_URL"], max_retries=0,
+                          timeout=30).chat.completions.create(model="m", messages=MSG)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (None, "cannot read the script"),
+    ("{not json", "not JSON"),
+    ('{"text": "a step, not a list"}', "unknown key 'text'"),
+    ('[{"text": "fine"}, "not a step"]', "step 1 is not an object"),
+    ('"just a string"', "a script is a JSON list of steps"),
+])
+def test_model_server_command_refuses_a_bad_script(tmp_path: Path, content: str | None, says: str) -> None:
+    script = tmp_path / "s.json"
+    if content is not None:
+        script.write_text(content)
+    res = subprocess.run([sys.executable, "-m", "orchestrator", "model-server", "--script", str(script)],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 2, res.stderr
+    assert res.stdout == "" and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.stderr.startswith("error: --script: ") and str(script) in res.stderr and says in res.stderr

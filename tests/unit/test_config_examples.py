@@ -10,7 +10,7 @@ import pytest
 from orchestrator.core import registry
 from orchestrator.core.config import Config
 
-EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "config").glob("*.toml"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "config").glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -119,10 +117,3 @@ def test_phase_end_and_error(tmp_path):
 def test_bad_console_level_is_config_error(tmp_path):
     with pytest.raises(ConfigError, match="console_level"):
         configure_logging(tmp_path, console_level="loud")
-
-
-def test_import_has_no_side_effects(tmp_path):
-    code = ("import logging, structlog, orchestrator.logs, orchestrator.notify, orchestrator.report\n"
-            "assert not logging.getLogger('autoharness').handlers\n"
-            "assert not structlog.is_configured()\n")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)

@@ -15,7 +15,7 @@ from orchestrator.core.errors import ConfigError
 from orchestrator.notify import NightSummary, Notifier
 from orchestrator.store import IterationRecord, Store
 
-FAST = dict(backoff_s=0.01, max_wait_s=0.05, timeout_s=2.0)
+FAST = dict(backoff_s=0.01, max_wait_s=0.05, timeout_s=10.0)  # a timeout no local answer comes near, even loaded
 
 
 class Hook:
@@ -41,7 +41,7 @@ class Hook:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/hooksecret"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> Hook:
         self.thread.start()

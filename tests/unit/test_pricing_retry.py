@@ -11,6 +11,7 @@ import pytest
 
 from agents.pricing import Prices, cost_usd, openai_usage
 from agents.retry import MAX_WAIT_ENV, call_with_retries, classify, retry_after_s
+from agents.scripted_server import ScriptedServer
 from orchestrator.core.contracts import Usage
 from orchestrator.core.errors import (
     AuthFailed,
@@ -22,7 +23,6 @@ from orchestrator.core.errors import (
     Overloaded,
     RateLimited,
 )
-from tests.scripted_server import ScriptedServer
 
 # ------------------------------------------------------------------ pricing
 

@@ -1,0 +1,74 @@
+"""The tau2 runner with a stand-in interpreter that acts out tau2's failures (a crash, partial output, malformed
+output, a hang), and its config errors. Real tau2-bench: tests/e2e/test_tau2.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import benchmarks.tau2 as tau2_mod
+from benchmarks.tau2 import Tau2Runner
+from orchestrator.core.config import BenchmarkConfig
+from tests.helpers import REPO
+
+STARTER = (REPO / "benchmarks" / "starters" / "tau2_agent.py").read_text()
+
+
+def agent_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "target"
+    (root / "agent").mkdir(parents=True)
+    (root / "agent" / "__init__.py").write_text("")
+    (root / "agent" / "tau2_agent.py").write_text(STARTER)
+    return root
+
+
+def runner(python: Path, tmp_path: Path, **over) -> Tau2Runner:
+    options = {"python": str(python), "domain": "airline", "agent_llm": "openai/scripted-model",
+               "user_llm": "openai/scripted-model", "max_retries": 0, "max_steps": 30}
+    cfg = BenchmarkConfig(**{"kind": "tau2", "concurrency": 4, "task_timeout_s": 60, "options": options, **over})
+    return Tau2Runner(cfg, tmp_path)
+
+
+def fake_python(tmp_path: Path, body: str) -> Path:
+    """A stand-in interpreter: a shell script that ignores the shim and acts out a failure."""
+    path = tmp_path / "fakepy"
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def test_crashed_run_is_an_infra_error(tmp_path):
+    py = fake_python(tmp_path, 'echo "Traceback: tau2 exploded" >&2\nexit 3\n')
+    got = runner(py, tmp_path).run(agent_dir(tmp_path), ["0", "1"], traces_dir=None)
+    assert {g.reward for g in got.values()} == {None}
+    assert all(g.error_class == "crash" and "tau2 exploded" in g.error and "exited 3" in g.error
+               for g in got.values())
+
+
+def test_partial_output_then_crash_keeps_what_was_reported(tmp_path):
+    py = fake_python(tmp_path, (
+        "cat >/dev/null\n"
+        'echo \'{"event": "result", "task_id": "0", "trial": 0, "reward": 1.0, "priced": false}\'\n'
+        'echo "Segmentation fault" >&2\nexit 139\n'))
+    got = runner(py, tmp_path).run(agent_dir(tmp_path), ["0", "1"], traces_dir=None)
+    assert got["0"].reward == 1.0
+    assert got["1"].reward is None and got["1"].error_class == "crash" and "Segmentation fault" in got["1"].error
+
+
+def test_malformed_output_is_not_a_score(tmp_path):
+    py = fake_python(tmp_path, (
+        "cat >/dev/null\n"
+        "echo 'reward: 1.0 for everything'\n"
+        'echo \'{"event": "result", "task_id": "0", "trial": 0, "reward": 7, "priced": false}\'\n'
+        'echo \'{"event": "result", "task_id": "1", "trial": 0, "reward": "yes"}\'\n'
+        'echo \'{"event": "done"}\'\n'))
+    got = runner(py, tmp_path).run(agent_dir(tmp_path), ["0", "1", "2"], traces_dir=None)
+    assert got["0"].reward is None and got["0"].error_class == "bad_output"
+    assert got["1"].reward is None and got["1"].error_class == "bad_output"
+    assert got["2"].reward is None and got["2"].error_class == "crash"
+
+
+def test_hung_shim_is_killed(tmp_path, monkeypatch):
+    monkeypatch.setattr(tau2_mod, "STARTUP_S", 1.0)
+    py = fake_python(tmp_path, "sleep 600\n")
+    got = runner(py, tmp_path, task_timeout_s=0.5).run(agent_dir(tmp_path), ["0"], traces_dir=None)
+    assert got["0"].reward is None and got["0"].error_class == "infra" and "killed" in got["0"].error
