@@ -172,7 +172,8 @@ class PricedReplay:
 
 
 class SleepyAgent:
-    """A backend that hangs in a child process (for drain and cancel tests)."""
+    """A backend that hangs in a child process (for drain and cancel tests). Killed, it reports an error, as a
+    real CLI backend does: a forced stop must not record that as the candidate's verdict."""
 
     def __init__(self, config, config_dir):
         pass
@@ -180,7 +181,9 @@ class SleepyAgent:
     def propose(self, request):
         from orchestrator.core.contracts import Proposal, ProposalStatus
         from orchestrator.core.proc import run_process
-        run_process(["sleep", "300"], timeout_s=600)
+        res = run_process(["sleep", "300"], timeout_s=600)
+        if not res.ok:
+            return Proposal(ProposalStatus.ERROR, error=f"sleep died: exit {res.returncode}", error_class="crash")
         return Proposal(ProposalStatus.OK, summary="slept")
 
     def check(self):
