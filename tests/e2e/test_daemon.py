@@ -165,7 +165,9 @@ def test_sigterm_past_grace_cancels_and_kills_children(tmp_path):
     wait_for(lambda: beat(toy).get("phase") == "propose", what="propose phase")
 
     def sleeping() -> list[str]:
-        return subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
+        # Children of this daemon only: another `sleep 300` on the machine is none of its business.
+        return subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "sleep 300"], capture_output=True,
+                              text=True).stdout.split()
 
     wait_for(lambda: bool(sleeping()), what="the backend's child process")  # started, however loaded the machine
     sleepers = sleeping()
