@@ -68,3 +68,13 @@ def need_bwrap() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail("bwrap is missing: .ci/install-sandbox.sh must run before the tests")
         pytest.skip("bwrap is not installed (apt-get install bubblewrap)")
+
+
+def starter_agent(tmp_path: Path, kind: str) -> Path:
+    """A named benchmark's starter agent, as `autoharness init --benchmark KIND` writes it into the target."""
+    from orchestrator.core import registry
+    root = tmp_path / "target"
+    for rel, text in registry.load("benchmark", kind).starter.file_texts().items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root

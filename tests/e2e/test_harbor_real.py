@@ -13,20 +13,13 @@ import benchmarks.harbor as harbor_mod
 from benchmarks.harbor import HarborRunner
 from benchmarks.shims import default_venv
 from orchestrator.core.config import BenchmarkConfig
-from tests.helpers import FIXTURES_DIR, REPO
+from tests.helpers import FIXTURES_DIR, starter_agent
 
 FIXTURES = FIXTURES_DIR / "harbor"
-STARTERS = REPO / "benchmarks" / "starters"
 
 
 def agent_dir(tmp_path: Path) -> Path:
-    """The harbor starter agent, as `autoharness init --benchmark harbor` writes it."""
-    root = tmp_path / "target"
-    (root / "agent").mkdir(parents=True, exist_ok=True)
-    (root / "agent" / "__init__.py").write_text("")
-    (root / "agent" / "harbor_agent.py").write_text((STARTERS / "harbor_agent.py").read_text())
-    (root / "agent" / "harbor_prompt.txt").write_text((STARTERS / "harbor_prompt.txt").read_text())
-    return root
+    return starter_agent(tmp_path, "harbor")
 
 
 @pytest.fixture(scope="module")

@@ -15,21 +15,15 @@ import benchmarks.harbor as harbor_mod
 from benchmarks.harbor import HarborRunner, glob_escape
 from orchestrator.core.config import BenchmarkConfig
 from orchestrator.core.errors import ConfigError
-from tests.helpers import FIXTURES_DIR, REPO, cli, dump_toml, git, mentions
+from tests.helpers import FIXTURES_DIR, cli, dump_toml, git, mentions, starter_agent
 
 FIXTURES = FIXTURES_DIR / "harbor"
 STANDIN = FIXTURES / "harbor"
-STARTERS = REPO / "benchmarks" / "starters"
 CANARY = "HARBOR-CANARY-9931"
 
 
 def agent_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "target"
-    (root / "agent").mkdir(parents=True, exist_ok=True)
-    (root / "agent" / "__init__.py").write_text("")
-    (root / "agent" / "harbor_agent.py").write_text((STARTERS / "harbor_agent.py").read_text())
-    (root / "agent" / "harbor_prompt.txt").write_text((STARTERS / "harbor_prompt.txt").read_text())
-    return root
+    return starter_agent(tmp_path, "harbor")
 
 
 def runner(tmp_path: Path, plan: dict, **over) -> HarborRunner:

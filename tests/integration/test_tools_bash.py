@@ -3,21 +3,9 @@ timeout and an output cap."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from agents.tools import BASH, Toolbox
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Toolbox:
-    root = tmp_path / "wt"
-    (root / "agent").mkdir(parents=True)
-    (root / "agent" / "main.py").write_text("def run():\n    return 1\n")
-    (root / ".git").mkdir()
-    (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    return Toolbox(root, bash_timeout_s=10, output_chars=2000)
 
 
 def test_bash_runs_in_the_worktree_without_secrets(box: Toolbox, monkeypatch: pytest.MonkeyPatch) -> None:

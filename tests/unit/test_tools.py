@@ -11,16 +11,6 @@ import pytest
 from agents.tools import BASH, EDIT, Toolbox, anthropic_tools, chat_tools, responses_tools
 
 
-@pytest.fixture
-def box(tmp_path: Path) -> Toolbox:
-    root = tmp_path / "wt"
-    (root / "agent").mkdir(parents=True)
-    (root / "agent" / "main.py").write_text("def run():\n    return 1\n")
-    (root / ".git").mkdir()
-    (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    return Toolbox(root, bash_timeout_s=10, output_chars=2000)
-
-
 def edit(box: Toolbox, **args):
     return box.run(EDIT, args)
 
