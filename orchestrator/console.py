@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 console = Console(width=None if sys.stdout.isatty() else 150)
 err_console = Console(stderr=True)
 
-ProgressFn = Callable[[str, int, int], None]
+ProgressFn = Callable[[str, int, int], None]  # (label, done, total)
 
 
 @contextmanager

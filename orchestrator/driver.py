@@ -18,10 +18,8 @@ from orchestrator.core.config import Config
 from orchestrator.core.errors import BudgetExceeded, Decision, NothingToPropose
 from orchestrator.evaluate import Outcome, Progress
 from orchestrator.lock import WorkspaceLock
-from orchestrator.logs import Phases, configure_logging
+from orchestrator.logs import PhaseObserver, Phases, configure_logging
 from orchestrator.store import IterationRecord
-
-PhaseObserver = Callable[[str, int | None], None]
 
 
 def plateau_count(rows: list[IterationRecord]) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.console import ProgressFn as Progress
 from orchestrator.core.cancel import Cancellation
 from orchestrator.core.config import BenchmarkConfig
 from orchestrator.core.contracts import BenchmarkRunner, TaskResult
@@ -80,7 +81,6 @@ class Outcome:
         return mean_reward(self.results)
 
 
-Progress = Callable[[str, int, int], None]  # (label, done, total)
 # `bound(results_so_far, remaining_count)` returns True to stop early.
 StopRule = Callable[[dict[str, StoredResult], int], bool]
 

@@ -106,6 +106,9 @@ def configure_logging(logs_dir: Path, *, console_level: str = "info", secrets: l
     return structlog.get_logger(LOGGER)
 
 
+PhaseObserver = Callable[[str, int | None], None]  # (phase, iteration): the heartbeat
+
+
 class Phases:
     """The current phase of a long job. Entering one ends the last (`phase_end` with its duration); `end(exc)`
     closes it as `phase_error` with the error, or normally for the loop's ordinary ends. Observers (the
@@ -113,7 +116,7 @@ class Phases:
 
     ORDINARY_ENDS = (NothingToPropose, BudgetExceeded, Rejected)   # outcomes, not failures of the phase
 
-    def __init__(self, log: Any, observers: Iterable[Callable[[str, int | None], None]] = ()):
+    def __init__(self, log: Any, observers: Iterable[PhaseObserver] = ()):
         self.base = log
         self.log = log
         self.observers = list(observers)
