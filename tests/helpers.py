@@ -70,6 +70,19 @@ def need_bwrap() -> None:
         pytest.skip("bwrap is not installed (apt-get install bubblewrap)")
 
 
+DOCKER_TEST_IMAGE = "autoharness-sandbox-test"  # the skeleton image .ci/install-docker.sh imports
+
+
+def need_docker(image: str = DOCKER_TEST_IMAGE) -> None:
+    """Skip without a docker engine that answers and the test image; in CI their absence is a failure."""
+    from orchestrator.core.sandbox_docker import problem
+    why = problem(image)
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why}: .ci/install-docker.sh must run before the tests")
+        pytest.skip(f"{why} (run .ci/install-docker.sh)")
+
+
 def starter_agent(tmp_path: Path, kind: str) -> Path:
     """A named benchmark's starter agent, as `autoharness init --benchmark KIND` writes it into the target."""
     from orchestrator.core import registry
