@@ -76,6 +76,11 @@ class Backend:
         """The environment the work sees (its secrets are kept out of the transcript)."""
         raise NotImplementedError
 
+    def handed(self, request: ProposalRequest) -> list[str]:
+        """The values of the env tables this backend hands its work: kept out of the transcript by value,
+        whatever the variables are called."""
+        return [*self.config.env.values(), *request.env.values()]
+
     def _start(self) -> dict[str, Any]:
         """More fields for the `start` event."""
         return {}
@@ -86,7 +91,7 @@ class Backend:
 
     def propose(self, request: ProposalRequest) -> Proposal:
         env = self.env(request.env)
-        run = Run(request, Transcript(request.transcript_path, env))
+        run = Run(request, Transcript(request.transcript_path, env, self.handed(request)))
         run.log.write("start", backend=self.kind, model=self.model, options=self.options.model_dump(mode="json"),
                       **self._start(), prompt=request.prompt, timeout_s=request.timeout_s,
                       max_cost_usd=request.max_cost_usd)

@@ -212,7 +212,7 @@ class CliAgent(Backend):
             reader = self._reader(request)
             try:
                 res = run_process(argv, cwd=request.worktree, env=run_env, stdin=request.prompt, timeout_s=left,
-                                  tee=request.transcript_path, on_line=reader.feed)
+                                  tee=request.transcript_path, on_line=reader.feed, secrets=self.handed(request))
             except OSError as exc:  # not executable, not a program, ...
                 raise BadOutput(f"cannot run {argv[0]}: {exc}") from exc
         return reader.finish(res)

@@ -37,7 +37,7 @@ class FallbackChain:
         self.agents, self.kinds = agents, kinds
 
     def propose(self, request: ProposalRequest) -> Proposal:
-        log = Transcript(request.transcript_path, {**os.environ, **request.env})
+        log = Transcript(request.transcript_path, {**os.environ, **request.env}, request.env.values())
         spent: list[Proposal] = []
         with WorktreeSnapshot(request.worktree) as snapshot:
             for i, agent in enumerate(self.agents):

@@ -49,13 +49,14 @@ class ReplayAgent:
         text = patch.read_text()
         res = git("apply", "--whitespace=nowarn", str(patch), cwd=request.worktree, timeout_s=request.timeout_s,
                   check=False)
-        Transcript(request.transcript_path, {**os.environ, **request.env}).write(
+        Transcript(request.transcript_path, {**os.environ, **request.env}, request.env.values()).write(
             "replay", patch=patch.name, returncode=res.returncode, stderr=res.stderr[-2000:])
         summary = patch_summary(text) or f"applied {patch.name}"
         common = dict(summary=summary, cost_usd=0.0, transcript=request.transcript_path,
                       duration_s=time.monotonic() - start, backend="replay", model=patch.name)
         if not res.ok:
-            said = redact(res.stderr.strip()[-500:], secret_values({**os.environ, **request.env}))
+            hidden = secret_values({**os.environ, **request.env}, request.env.values())
+            said = redact(res.stderr.strip(), hidden)[-500:]  # cut after redacting: no half secret survives
             return Proposal(ProposalStatus.ERROR, error=f"git apply {patch.name} failed: {said}",
                             error_class="bad_output", **common)
         return Proposal(ProposalStatus.OK, **common)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,11 @@ from orchestrator.core.proc import redact, secret_values
 
 
 class Transcript:
-    def __init__(self, path: Path | None, env: Mapping[str, str] | None = None):
-        """`env`: the environment whose secrets must not reach the file (default: ours)."""
+    def __init__(self, path: Path | None, env: Mapping[str, str] | None = None, handed: Iterable[str] = ()):
+        """`env`: the environment whose secret-named values must not reach the file (default: ours); `handed`:
+        the values a backend was given, hidden whatever their names."""
         self.path = path
-        self.secrets = secret_values(os.environ if env is None else env)
+        self.secrets = secret_values(os.environ if env is None else env, handed)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 

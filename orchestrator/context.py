@@ -16,6 +16,7 @@ from orchestrator.core.cancel import Cancellation
 from orchestrator.core.config import Config, resolve_path
 from orchestrator.core.contracts import BenchmarkRunner, CodingAgent
 from orchestrator.core.errors import BudgetExceeded
+from orchestrator.core.scrub import Scrubber
 from orchestrator.core.workspace import Workspace
 from orchestrator.evaluate import Evaluator, Progress, code_hash
 from orchestrator.gitops import TargetRepo
@@ -51,6 +52,12 @@ class RunContext:
     def splits(self) -> Splits:
         wanted = make_splits(self.cfg.benchmark.split, self.runner.tasks(), self.runner.default_split())
         return load_or_freeze(self.ws.splits, wanted)
+
+    @cached_property
+    def scrubber(self) -> Scrubber:
+        """What every text a backend returns passes before it is written: once per run, since what the backend
+        is handed comes from the config and the held-out ids from the frozen splits."""
+        return Scrubber.build(self.splits.held_out(), self.cfg.backend)
 
     def step(self, name: str, n: int) -> None:
         """Enter a phase of the pipeline: a safe point, where a requested cancel takes effect."""

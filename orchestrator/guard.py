@@ -7,6 +7,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from orchestrator.core.scrub import id_pattern
 from orchestrator.gitops import Change
 
 
@@ -35,18 +36,6 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 
 def is_editable(path: str, globs: list[str]) -> bool:
     return any(glob_regex(g.lstrip("/")).match(path) for g in globs)
-
-
-def id_pattern(task_id: str) -> re.Pattern[str]:
-    """How a held-out task id is recognised in added lines.
-
-    Distinctive ids (3+ characters, not all digits) match as whole tokens; short or numeric ids (tau2's
-    "12") would match any number in code, so they count only when quoted as a string literal.
-    """
-    esc = re.escape(task_id)
-    if len(task_id) >= 3 and not task_id.isdigit():
-        return re.compile(rf"(?<![A-Za-z0-9_\-.]){esc}(?![A-Za-z0-9_\-])")
-    return re.compile(rf"""["'`]{esc}["'`]""")
 
 
 def added_lines(diff: str) -> list[str]:

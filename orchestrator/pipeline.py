@@ -110,10 +110,10 @@ def _propose(ctx: RunContext, wt: Path, digest: str, n: int, idir: Path,
              budget_left: float) -> tuple[Proposal, list[str]]:
     """Render the prompt, call the backend in the worktree; put back any ref of the target it moved."""
     cfg = ctx.cfg
-    prompt = records.scrub(render(
+    prompt = ctx.scrubber(render(
         "propose", editable=", ".join(cfg.target.editable), context_dir=CONTEXT_DIR, digest=digest,
         attempts=records.attempts(ctx.store), learnings=records.learnings(ctx.store) or "(none yet)",
-    ), ctx.splits.held_out())
+    ))
     atomic_write(idir / "prompt.md", prompt)
     request = ProposalRequest(
         worktree=wt, prompt=prompt, editable=list(cfg.target.editable), timeout_s=cfg.backend.timeout_s,
@@ -126,8 +126,12 @@ def _propose(ctx: RunContext, wt: Path, digest: str, n: int, idir: Path,
         proposal = ctx.agent.propose(request)
     finally:
         moved = ctx.repo.restore_refs(refs_before)
-    if moved:
-        ctx.store.event("refs_restored", "the coding agent moved refs of the target", iteration=n, refs=moved)
+        ctx.scrubber.file(request.transcript_path)  # the backend's raw stream, held-out ids and all
+    # What the backend says reaches the records, the next prompt and the commit message: scrubbed once, here.
+    proposal.summary, proposal.error = ctx.scrubber(proposal.summary), ctx.scrubber(proposal.error)
+    if moved:  # ref names are the coding agent's text too
+        ctx.store.event("refs_restored", "the coding agent moved refs of the target", iteration=n,
+                        refs=[ctx.scrubber(ref) for ref in moved])
     # Spend is recorded the moment it is known, so a crash before the decision cannot hide it.
     ctx.store.event("proposal", proposal.status.value, iteration=n, cost_usd=proposal.cost_usd,
                     backend=proposal.backend)
@@ -141,11 +145,17 @@ def _failure(p: Proposal) -> str:
 
 def _record(ctx: RunContext, n: int, best: IterationRecord, timer: Timer, proposal: Proposal | None,
             verdict: gate.Verdict | None, ending: Ending, commit: str = "") -> IterationRecord:
-    cfg, p, v = ctx.cfg, proposal, verdict or gate.Verdict()
+    cfg, p, v, scrub = ctx.cfg, proposal, verdict or gate.Verdict(), ctx.scrubber
+    # The gate wrote the candidate's diff as it was (a rejected one may add a secret) and quotes its file
+    # names: both are the coding agent's text, as a reason may be (a git error on its worktree).
+    scrub.file(ctx.ws.iteration_dir(n) / "diff.patch")
+    for stage in v.stages:
+        stage.reason = scrub(stage.reason)
+    v.changed = [scrub(c) for c in v.changed]
     usage = p.usage if p else Usage()
     return IterationRecord(
         n=n, started_at=timer.started_at, decided_at=time.time(), decision=ending.decision, stage=ending.stage,
-        reason=ending.reason, val_score=v.val_score, best_before=best.val_score, commit_sha=commit,
+        reason=scrub(ending.reason), val_score=v.val_score, best_before=best.val_score, commit_sha=commit,
         code_hash=v.code_hash, evals_passed=v.evals_passed, evals_total=v.evals_total,
         backend=(p.backend if p else "") or cfg.backend.kind, model=(p.model if p else "") or cfg.backend.model,
         proposal_status=p.status.value if p else "", cost_usd=p.cost_usd if p else None,

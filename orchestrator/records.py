@@ -1,12 +1,11 @@
 """The files the store's rows are shown as: results.tsv, learnings.md, suite.json, and the texts the coding
 agent reads (previous attempts, learnings) and the commit message. Val numbers never reach what the coding
-agent reads; held-out ids are scrubbed from every prompt."""
+agent reads. The rows' texts were scrubbed (secrets, held-out ids) before they were stored (pipeline._record)."""
 
 from __future__ import annotations
 
 import json
 
-from orchestrator import guard
 from orchestrator.core.errors import Decision
 from orchestrator.core.workspace import Workspace, atomic_write, write_json
 from orchestrator.gate import PUBLIC_REASON
@@ -40,13 +39,6 @@ def learnings(store: Store) -> str:
         head = f"## Iteration {r.n}: {r.decision}" + (f" ({public_reason(r)})" if r.decision != Decision.ACCEPTED else "")
         parts.append(f"{head}\n{r.summary.strip() or '(no summary)'}\n")
     return "\n".join(parts)
-
-
-def scrub(text: str, held_out: list[str]) -> str:
-    """Last line of defence: no held-out task id may reach a prompt."""
-    for task_id in held_out:
-        text = guard.id_pattern(task_id).sub("[held-out id]", text)
-    return text
 
 
 def write_views(store: Store, ws: Workspace) -> None:

@@ -2,7 +2,9 @@
 
 Headline scores, a plot of the val score per iteration, the costs, every decision with its reason and the
 diff of each accepted change. Read-only on state.db (a live daemon may be writing it). It shows what the
-records hold about held-out tasks: scores only, never their error text.
+records hold about held-out tasks: scores only, never their error text. Every text passes the scrubber
+(secret values, held-out ids) once more: the records were scrubbed when written, the page is the last
+line of defence.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.core.config import BackendSection
 from orchestrator.core.errors import ConfigError
-from orchestrator.core.proc import redact, secret_values
+from orchestrator.core.scrub import Scrubber
 from orchestrator.core.workspace import Workspace, atomic_write
 from orchestrator.store import IterationRecord, Store
 
@@ -60,24 +63,32 @@ def load(ws: Workspace) -> ReportData:
     return data
 
 
-def write_report(workspace_root: Path, *, title: str = "autoharness", budget_usd: float | None = None) -> Path:
-    """Render the report from the workspace's records; returns the path of report.html."""
+def write_report(workspace_root: Path, *, title: str = "autoharness", budget_usd: float | None = None,
+                 backend: BackendSection | None = None) -> Path:
+    """Render the report from the workspace's records; returns the path of report.html. `backend`: the
+    config's, whose env values are hidden too (the environment's secret-named ones always are)."""
     ws = Workspace(workspace_root)
-    page = Page(load(ws), title, budget_usd, secret_values())
+    page = Page(load(ws), title, budget_usd, Scrubber.build(_held_out(ws), backend))
     atomic_write(ws.report, page.render())
     return ws.report
 
 
+def _held_out(ws: Workspace) -> list[str]:
+    """The frozen val and test ids (none before the first baseline)."""
+    frozen = _json(ws.splits.read_text()) if ws.splits.is_file() else {}
+    return [*frozen.get("val", []), *frozen.get("test", [])]
+
+
 class Page:
-    def __init__(self, data: ReportData, title: str, budget_usd: float | None, secrets: list[str]):
-        self.d, self.title, self.budget_usd, self.secrets = data, title, budget_usd, secrets
+    def __init__(self, data: ReportData, title: str, budget_usd: float | None, scrub: Scrubber):
+        self.d, self.title, self.budget_usd, self.scrub = data, title, budget_usd, scrub
         self.base = next((r for r in data.rows if r.decision == "baseline"), None)
         self.proposals = [r for r in data.rows if r.n > 0]
         scored = [r for r in data.rows if r.decision in ("baseline", "accepted")]
         self.best = scored[-1] if scored else None
 
     def esc(self, value: Any) -> str:
-        return html.escape(redact("" if value is None else str(value), self.secrets))
+        return html.escape(self.scrub("" if value is None else str(value)))
 
     def render(self) -> str:
         body = [self.headline(), self.plot(), self.costs(), self.decisions(), self.events()]

@@ -2,7 +2,7 @@
 
 argv lists only, a new process group that is killed whole on timeout (SIGTERM, then SIGKILL after a
 grace), input on stdin, output capped keeping the tail, the raw stdout optionally tee'd to a file with
-secrets redacted.
+secrets redacted (by name, and by value for the values the caller names).
 """
 
 from __future__ import annotations
@@ -12,20 +12,21 @@ import ctypes
 import functools
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.core.errors import GitError
+from orchestrator.core.scrub import SECRET_NAME, redact, secret_values
 
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+__all__ = ["SECRET_NAME", "ProcResult", "git", "redact", "run_process", "secret_values", "terminate_all"]
+
 KILL_GRACE_S = 3.0
 PR_SET_PDEATHSIG = 1
 
@@ -68,18 +69,6 @@ class ProcResult:
     @property
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
-
-
-def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
-    """Values of variables whose names say they are secrets (long enough to be worth hiding)."""
-    env = os.environ if env is None else env
-    return sorted({v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 6}, key=len, reverse=True)
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for value in secrets:
-        text = text.replace(value, "[REDACTED]")
-    return text
 
 
 class _Tail:
@@ -171,15 +160,18 @@ def run_process(
     tee: Path | None = None,
     on_line: Callable[[str], None] | None = None,
     redact_output: bool = True,
+    secrets: Iterable[str] = (),
 ) -> ProcResult:
     """Run argv to completion or timeout. `env` replaces the environment when given.
 
     `on_line` sees each stdout line as it arrives (for streaming JSON); `tee` receives the
-    redacted stdout lines as they arrive, so a killed run still leaves its transcript.
+    redacted stdout lines as they arrive, so a killed run still leaves its transcript. Redacted are the
+    values of the environment's secret-named variables and `secrets`, whatever their names (a backend
+    passes everything it was handed).
     """
     # Output is redacted for the logs and records it may reach; `git` reads its own data raw (a diff must show
     # the guard the secret it would leak).
-    secrets = secret_values(env if env is not None else os.environ) if redact_output or tee else []
+    hidden = secret_values(env if env is not None else os.environ, secrets) if redact_output or tee else []
     start = time.monotonic()
     proc = subprocess.Popen(
         argv, cwd=cwd, env=dict(env) if env is not None else None,
@@ -189,7 +181,7 @@ def run_process(
     )
     with _live_lock:
         _live.add(proc)
-    pipes = _Pipes(proc, stdin, cap_chars, tee, on_line, secrets)
+    pipes = _Pipes(proc, stdin, cap_chars, tee, on_line, hidden)
     timed_out = False
     try:
         proc.wait(timeout=timeout_s)
@@ -206,7 +198,7 @@ def run_process(
         pipes.close()
         with _live_lock:
             _live.discard(proc)
-    shown = (lambda text: redact(text, secrets)) if redact_output else (lambda text: text)
+    shown = (lambda text: redact(text, hidden)) if redact_output else (lambda text: text)
     return ProcResult(returncode=None if timed_out else proc.returncode, stdout=shown(pipes.out.text()),
                       stderr=shown(pipes.err.text()), duration_s=time.monotonic() - start, timed_out=timed_out)
 
