@@ -6,7 +6,7 @@ SQL and test cases, PostgreSQL running in Docker) and a Python environment with 
 optimization (`options.agent`, a worktree module with `build_agent(mode)`) in place of the ADK's own, and
 runs the ADK's a-interact pipeline on the selected tasks; the reward is each task's `total_reward`
 (0.7 for phase 1, 0.3 for the follow-up). Train results (dialogue and tool trajectory) become traces;
-val and test ones are never written.
+val and test ones are never written, and held-out runs are contained (benchmarks/containment.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from benchmarks.shims import private_dir, provider_key, resolve_python, run_shim, tail
+from benchmarks import containment
+from benchmarks.containment import conflict_result
+from benchmarks.shims import provider_key, resolve_python, run_shim, tail
 from benchmarks.starters import STARTERS
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
@@ -100,9 +102,13 @@ class BirdInteractRunner(BenchmarkRunner):
             raise ConfigError(f"benchmark.options.data: no tasks in {self.data_path()}")
         return ids
 
-    def _env(self, scratch: Path) -> dict[str, str]:
-        return {**os.environ, "DATASET": self.options.dataset, **self.options.env, "TMPDIR": str(scratch),
-                "PYTHONDONTWRITEBYTECODE": "1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    def private_paths(self) -> list[Path]:
+        """The ADK checkout (its services, the gold SQL and test cases) and the dataset's folder."""
+        return [self.adk_dir(), self.data_path().parent]
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "DATASET": self.options.dataset, **self.options.env, "PYTHONDONTWRITEBYTECODE": "1",
+                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
     def run(self, agent_dir: Path, task_ids: list[str], *, traces_dir: Path | None) -> dict[str, TaskResult]:
         if not task_ids:
@@ -137,9 +143,10 @@ class BirdInteractRunner(BenchmarkRunner):
         python = resolve_python(self.options.python, self.config_dir, "bird-interact", PYTHON_HINT)
         if traces_dir is not None:
             traces_dir.mkdir(parents=True, exist_ok=True)
-        with private_dir("autoharness-bird-") as scratch:
-            _, res = run_shim(python, SHIM, request, env=self._env(scratch), cwd=self.adk_dir(), timeout_s=budget,
-                              on_event=on_event)
+        call = run_shim(python, SHIM, request, env=self._env(), cwd=self.adk_dir(), timeout_s=budget,
+                        on_event=on_event, held_out=traces_dir is None,
+                        read_only=[*self.benchmark_files(), agent_dir, *self.protected])
+        res = call.result
         if fatal.get("error_class") == "agent_error":
             missing = TaskResult(0.0, 0.0, None, str(fatal.get("error")), "agent_error")
         elif fatal:
@@ -149,7 +156,7 @@ class BirdInteractRunner(BenchmarkRunner):
         else:
             missing = TaskResult(None, res.duration_s, None, f"bird-interact shim exited {res.returncode} without a "
                                  f"result: {tail(res.stderr)}", "crash")
-        return {t: got.get(t, missing) for t in task_ids}
+        return {t: conflict_result(res.duration_s) if t in call.conflicts else got.get(t, missing) for t in task_ids}
 
     # -- doctor
     def _dotenv(self) -> dict[str, str]:
@@ -203,4 +210,4 @@ class BirdInteractRunner(BenchmarkRunner):
             if key:
                 checks.append(Check(f"bird-interact {role} model", bool(env.get(key)),
                                     f"{model}: {key} {'is set' if env.get(key) else 'is not set'}"))
-        return checks
+        return [*checks, containment.check()]

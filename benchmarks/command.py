@@ -3,6 +3,14 @@
 For each task (and trial) it runs `cmd` with AUTOHARNESS_AGENT_DIR, AUTOHARNESS_TASK_IDS and, for train
 only, AUTOHARNESS_TRACES_DIR, and reads `{"task_id": ..., "reward": 0..1 | null, "error": "..."}` lines
 from stdout. One process per task keeps the timeout exact and a crash local to its task.
+
+The agent's code runs in that process and can print too, so (benchmarks/containment.py):
+- a task reported twice with different results is `bad_output`, never last-wins;
+- with `token = true`, each process gets a fresh token as the first line of its stdin (and
+  AUTOHARNESS_RESULT_TOKEN=stdin in its environment); the benchmark reads it before it loads any agent
+  code and puts it in every result line as `"token": ...`; a line without it is ignored;
+- val and test runs are contained: the folders of the files `cmd` names (the benchmark's files) and the
+  agent read-only, a private temporary folder, bubblewrap where it runs.
 """
 
 from __future__ import annotations
@@ -13,10 +21,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from benchmarks import containment
+from benchmarks.containment import TOKEN_ENV, Reports, conflict_result, new_token, task_space
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
 from orchestrator.core.errors import ConfigError
-from orchestrator.core.jsonl import json_objects, parse_json_line
+from orchestrator.core.jsonl import parse_json_line
 from orchestrator.core.proc import run_process
 
 
@@ -26,11 +36,15 @@ class CommandOptions(BaseModel):
     tasks: list[str] | None = None          # else: the command lists them when AUTOHARNESS_LIST_TASKS=1
     cwd: Path | None = None
     env: dict[str, str] = {}
+    token: bool = False                     # hand each process a token on stdin; result lines must carry it
 
 
-def parse_lines(stdout: str) -> dict[str, dict]:
-    """The JSON objects on stdout that name a task; other lines (logs, prints) are ignored."""
-    return {str(obj["task_id"]): obj for obj in json_objects(stdout) if "task_id" in obj}
+def read_line(reports: Reports, task_id: str, line: str) -> None:
+    """Keep a stdout line that is the task's result; other lines (logs, prints, other tasks) are ignored.
+    Read as it arrives, so a flood of output cannot push the real result out of the kept tail."""
+    obj = parse_json_line(line)
+    if obj is not None and str(obj.get("task_id")) == task_id:
+        reports.add(task_id, obj)
 
 
 class CommandRunner(BenchmarkRunner):
@@ -46,7 +60,8 @@ class CommandRunner(BenchmarkRunner):
 
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
-        for key in ("AUTOHARNESS_TRACES_DIR", "AUTOHARNESS_TASK_IDS", "AUTOHARNESS_AGENT_DIR", "AUTOHARNESS_LIST_TASKS"):
+        for key in ("AUTOHARNESS_TRACES_DIR", "AUTOHARNESS_TASK_IDS", "AUTOHARNESS_AGENT_DIR", "AUTOHARNESS_LIST_TASKS",
+                    TOKEN_ENV):
             env.pop(key, None)
         env.update(self.options.env)
         env.update(extra)
@@ -83,11 +98,20 @@ class CommandRunner(BenchmarkRunner):
         extra = {"AUTOHARNESS_AGENT_DIR": str(agent_dir), "AUTOHARNESS_TASK_IDS": task_id}
         if traces_dir is not None:
             extra["AUTOHARNESS_TRACES_DIR"] = str(traces_dir)
-        res = run_process(self.options.cmd, cwd=self.cwd, env=self._env(extra), timeout_s=self.config.task_timeout_s,
-                          cap_chars=100_000)
+        reports = Reports(new_token() if self.options.token else None)
+        if reports.token is not None:
+            extra[TOKEN_ENV] = "stdin"
+        read_only = [*self.benchmark_files(), agent_dir, *self.protected]
+        with task_space(held_out=traces_dir is None, read_only=read_only, writable=[self.cwd]) as space:
+            res = run_process(space.argv(self.options.cmd), cwd=self.cwd, env=space.env(self._env(extra)),
+                              stdin=f"{reports.token}\n" if reports.token else None,
+                              timeout_s=self.config.task_timeout_s, cap_chars=100_000,
+                              on_line=lambda line: read_line(reports, task_id, line))
         if res.timed_out:
             return TaskResult(0.0, res.duration_s, None, f"timed out after {self.config.task_timeout_s:g}s", "timeout")
-        line = parse_lines(res.stdout).get(task_id)
+        if task_id in reports.conflicts:
+            return conflict_result(res.duration_s)
+        line = reports.lines.get(task_id)
         if line is None:
             tail = (res.stderr.strip() or res.stdout.strip())[-2000:]
             if res.returncode != 0:
@@ -103,14 +127,15 @@ class CommandRunner(BenchmarkRunner):
             return TaskResult(None, res.duration_s, cost, f"reward out of range: {reward!r}", "bad_output")
         return TaskResult(float(reward), res.duration_s, cost, error, "" if reward >= 1.0 else "failed")
 
+    def benchmark_files(self) -> list[Path]:
+        """The folders of the files `cmd` names (the evaluator, its tasks). Not the working folder, which by
+        default is the config's folder, where the orchestrator keeps its records."""
+        paths = ((self.cwd / arg).resolve() for arg in self.options.cmd[1:])
+        return sorted({path.parent for path in paths if path.is_file()})
+
     def private_paths(self) -> list[Path]:
-        """The folders of the files `cmd` names (the evaluator, its tasks), and its working folder."""
-        folders = [self.cwd]
-        for arg in self.options.cmd[1:]:
-            path = (self.cwd / arg).resolve()
-            if path.is_file():
-                folders.append(path.parent)
-        return folders
+        """The benchmark's files and its working folder."""
+        return [self.cwd, *self.benchmark_files()]
 
     def check(self) -> list[Check]:
         exe = self.options.cmd[0]
@@ -122,4 +147,4 @@ class CommandRunner(BenchmarkRunner):
             checks.append(Check("benchmark tasks", n > 0, f"{n} tasks"))
         except ConfigError as exc:
             checks.append(Check("benchmark tasks", False, str(exc)))
-        return checks
+        return [*checks, containment.check()]

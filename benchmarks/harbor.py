@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from benchmarks.shims import default_venv, private_dir, provider_key, tail
+from benchmarks.containment import private_dir
+from benchmarks.shims import default_venv, provider_key, tail
 from benchmarks.starters import STARTERS
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials

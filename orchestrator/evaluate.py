@@ -2,13 +2,15 @@
 
 Results are keyed by the content hash of the editable files (plus the benchmark settings), so the
 same code is never benchmarked twice. For val and test only the reward and an error class are kept.
+The benchmark's files are checked unchanged around every run of it: a change ends the night, loudly.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from orchestrator.console import ProgressFn as Progress
 from orchestrator.core.cancel import Cancellation
 from orchestrator.core.config import BenchmarkConfig
 from orchestrator.core.contracts import BenchmarkRunner, TaskResult
-from orchestrator.core.errors import BenchmarkFailed
+from orchestrator.core.errors import BenchmarkChanged, BenchmarkFailed
 from orchestrator.guard import is_editable
 from orchestrator.store import Store, StoredResult
 
@@ -35,6 +37,32 @@ def code_hash(entries: list[tuple[str, str]], editable: list[str], bench: Benchm
         if is_editable(path, editable):
             h.update(f"{path}\0{blob}\0".encode())
     return h.hexdigest()
+
+
+def file_signature(folders: Iterable[Path], skip: Iterable[Path] = ()) -> dict[str, tuple[int, ...]]:
+    """Every file and folder under `folders` (but `skip`) by its stat: type, size, inode, mtime and ctime.
+
+    Cheap on big data folders (no file is read), and a write cannot hide: user space can reset a file's
+    mtime but not its ctime, and a folder's times change when an entry is added, removed or renamed."""
+    skipped = {p.resolve() for p in skip}
+    roots = sorted({f.resolve() for f in folders}, key=lambda p: len(p.parts))
+    sig: dict[str, tuple[int, ...]] = {}
+    for root in roots:
+        if any(root.is_relative_to(r) for r in skipped) or str(root) in sig:
+            continue  # ours, or already walked as part of a parent
+        for top, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if Path(top, d) not in skipped]
+            for path in [top, *(os.path.join(top, n) for n in dirs + files)]:
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    continue
+                sig[path] = (st.st_mode, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    return sig
+
+
+def changed_paths(before: dict[str, tuple[int, ...]], after: dict[str, tuple[int, ...]]) -> list[str]:
+    return sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
 
 
 def mean_reward(results: dict[str, StoredResult]) -> float | None:
@@ -94,6 +122,9 @@ class Evaluator:
         self.traces_root = traces_root
         self.config = config
         self.on_progress = on_progress
+        # The records are ours: a held-out run may not write them, and they are not the benchmark's files.
+        self.records = store.path.parent
+        runner.protected = [self.records]
 
     def evaluate(self, agent_dir: Path, chash: str, task_ids: list[str], split: str,
                  stop: StopRule | None = None, label: str = "") -> Outcome:
@@ -121,7 +152,7 @@ class Evaluator:
                     break
                 batch, todo = todo[:chunk], todo[chunk:]
                 self.cancel.check()
-                fresh, ran = self._run_with_retries(agent_dir, batch, traces)
+                fresh, ran = self._run_with_retries(agent_dir, batch, traces, split)
                 self.cancel.check()  # a batch cut short by a cancel is not a result: nothing of it is cached
                 out.ran += ran
                 stored = [self._keep(t, split, fresh[t]) for t in batch]
@@ -137,10 +168,12 @@ class Evaluator:
         out.seconds = time.monotonic() - t0
         return out
 
-    def _run_with_retries(self, agent_dir: Path, batch: list[str], traces: Path | None) -> tuple[dict[str, TaskResult], int]:
+    def _run_with_retries(self, agent_dir: Path, batch: list[str], traces: Path | None,
+                          split: str) -> tuple[dict[str, TaskResult], int]:
         results: dict[str, TaskResult] = {}
         pending, ran = list(batch), 0
         for _ in range(self.config.infra_retries + 1):
+            before = self._signature()
             try:
                 got = self.runner.run(agent_dir, pending, traces_dir=traces)
             except BenchmarkFailed:
@@ -148,6 +181,8 @@ class Evaluator:
             except Exception as exc:  # the benchmark died as a whole: every pending task is an infra error
                 got = {t: TaskResult(None, error=f"benchmark crashed: {type(exc).__name__}: {exc}", error_class="crash")
                        for t in pending}
+            finally:
+                self._check_unchanged(before, split, pending)
             ran += len(pending) * self.config.trials
             for t in pending:
                 results[t] = got.get(t) or TaskResult(None, error="no result from the benchmark", error_class="missing")
@@ -155,6 +190,20 @@ class Evaluator:
             if not pending:
                 break
         return results, ran
+
+    def _signature(self) -> dict[str, tuple[int, ...]]:
+        return file_signature(self.runner.benchmark_files(), skip=[self.records])
+
+    def _check_unchanged(self, before: dict[str, tuple[int, ...]], split: str, tasks: list[str]) -> None:
+        """Never a silent accept: a run that changed the benchmark is recorded as such, and ends the night."""
+        changed = changed_paths(before, self._signature())
+        if not changed:
+            return
+        message = (f"the benchmark's files changed during a {split} run of {len(tasks)} task(s): "
+                   f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; its results are void, "
+                   "check the benchmark before the next run")
+        self.store.event("benchmark_changed", message, split=split, paths=changed[:100])
+        raise BenchmarkChanged(message)
 
     def _keep(self, task_id: str, split: str, res: TaskResult) -> StoredResult:
         reward, error_class = res.reward, res.error_class

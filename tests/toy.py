@@ -24,7 +24,10 @@ if os.environ.get("AUTOHARNESS_LIST_TASKS"):
     for t in tasks:
         print(json.dumps({"task_id": t}))
     sys.exit(0)
-log = here / "runs.log"
+# The run's token, read before the agent's code loads; every result line carries it.
+token = sys.stdin.readline().strip() if os.environ.get("AUTOHARNESS_RESULT_TOKEN") == "stdin" else None
+stamp = {"token": token} if token else {}
+log = here.parent / "runs.log"   # outside the benchmark's files, which a held-out run cannot write
 agent_dir = Path(os.environ["AUTOHARNESS_AGENT_DIR"])
 spec = importlib.util.spec_from_file_location("skills", agent_dir / "agent" / "skills.py")
 skills = importlib.util.module_from_spec(spec)
@@ -36,7 +39,7 @@ for task_id in os.environ["AUTOHARNESS_TASK_IDS"].split(","):
         fh.write(task_id + " " + ",".join(sorted(skills.KNOWN)) + "\n")
     need = tasks.get(task_id)
     if need is None:
-        print(json.dumps({"task_id": task_id, "reward": None, "error": "unknown task"}))
+        print(json.dumps({"task_id": task_id, "reward": None, "error": "unknown task", **stamp}))
         continue
     if need == "hang" and need not in skills.KNOWN:
         time.sleep(3600)
@@ -46,7 +49,7 @@ for task_id in os.environ["AUTOHARNESS_TASK_IDS"].split(","):
     error = "" if ok else f"agent does not know the skill {need!r} (SECRET-DETAIL-{task_id})"
     if traces:
         Path(traces, f"{task_id}.json").write_text(json.dumps({"task": task_id, "need": need, "ok": ok}))
-    print(json.dumps({"task_id": task_id, "reward": 1.0 if ok else 0.0, "error": error}))
+    print(json.dumps({"task_id": task_id, "reward": 1.0 if ok else 0.0, "error": error, **stamp}))
 '''
 
 
@@ -79,7 +82,7 @@ class Toy:
 
     def runs(self) -> list[str]:
         """One line per task run: task id and the code (the agent's skills) it ran on."""
-        log = self.bench / "runs.log"
+        log = self.root / "runs.log"
         return log.read_text().splitlines() if log.exists() else []
 
     def add_patch(self, name: str, edits: dict[str, str | None], base: str = "main", message: str = "") -> Path:
@@ -276,6 +279,7 @@ def write_toy(root: Path, tasks: dict[str, str], split: dict[str, list[str]], kn
         test = {json.dumps(split.get("test", []))}
         [benchmark.options]
         cmd = [{json.dumps(sys.executable)}, "bench/eval.py"]
+        token = true
         [backend]
         """) + backend + "\n" + extra_config)
     return Toy(root, target, bench, patches, config, root / "ws")

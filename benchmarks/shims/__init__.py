@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.containment import Reports, new_token, task_space
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.jsonl import parse_json_line
 from orchestrator.core.proc import ProcResult, run_process
@@ -48,39 +47,50 @@ def resolve_python(option: str | None, config_dir: Path, name: str, hint: str,
     return path
 
 
+@dataclass
+class ShimRun:
+    events: list[dict[str, Any]]    # in order; a result is kept once
+    result: ProcResult
+    conflicts: set[str]             # tasks with a result reported twice, differently: bad_output
+
+
 def run_shim(
     python: Path,
     script: str,
     request: dict[str, Any],
     *,
     env: dict[str, str],
-    cwd: Path,
     timeout_s: float,
+    cwd: Path | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
-) -> tuple[list[dict[str, Any]], ProcResult]:
-    """Run `SHIMS/script` with one request; return its events (in order) and the process result."""
+    held_out: bool = False,
+    read_only: Sequence[Path] = (),
+) -> ShimRun:
+    """Run `SHIMS/script` with one request, in a private temporary folder (its working folder unless `cwd`
+    is given), contained when `held_out` (benchmarks/containment.py). The request carries a fresh token;
+    an event without it is ignored."""
+    reports = Reports(new_token())
     events: list[dict[str, Any]] = []
 
     def on_line(line: str) -> None:
         event = parse_json_line(line)
-        if event is not None and "event" in event:
+        if event is None or "event" not in event:
+            return
+        # A result is kept once per task and trial; any other event (info, done, fatal) is its own.
+        key = (str(event.get("task_id")), event.get("trial")) if event["event"] == "result" else len(events)
+        if reports.add(key, event):
+            event = reports.lines[key]
             events.append(event)
             if on_event is not None:
                 on_event(event)
 
-    res = run_process([str(python), str(SHIMS / script)], cwd=cwd, env=env, stdin=json.dumps(request) + "\n",
-                      timeout_s=timeout_s, on_line=on_line, cap_chars=50_000)
-    return events, res
-
-
-@contextmanager
-def private_dir(prefix: str) -> Iterator[Path]:
-    """A temporary folder only this process knows about, gone when the block ends (whatever happens)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    # The interpreter's environment (a venv's root) and the shims stay visible inside the sandbox.
+    frozen = [*read_only, SHIMS, Path(python).parent.parent]
+    with task_space(held_out=held_out, read_only=frozen, writable=[cwd] if cwd else []) as space:
+        res = run_process(space.argv([str(python), str(SHIMS / script)]), cwd=cwd or space.scratch,
+                          env=space.env(env), stdin=json.dumps({**request, "token": reports.token}) + "\n",
+                          timeout_s=timeout_s, on_line=on_line, cap_chars=50_000)
+    return ShimRun(events, res, {task for task, _ in reports.conflicts})
 
 
 # litellm reads these; a model whose provider we recognise needs its key for a real run.

@@ -5,7 +5,7 @@ litellm or the agent print goes to stderr):
 
     {"op": "info", "domain": "airline", "task_split": "base"}
         -> {"event": "info", "version": "26.3", "python": "3.12.1", "domains": [...],
-            "ids": [...], "splits": {"train": [...], "test": [...]}}
+            "ids": [...], "splits": {"train": [...], "test": [...]}, "data_dir": "..."}
     {"op": "run", "agent_dir": ..., "agent": "module:Class", "domain": ..., "task_ids": [...], "trials": 1,
      "concurrency": 4, "task_timeout_s": 600, "agent_llm": ..., "user_llm": ..., "agent_llm_args": {...},
      "user_llm_args": {...}, "max_steps": 200, "max_errors": 10, "max_retries": 3, "seed": 300,
@@ -50,15 +50,17 @@ def tau2_version() -> str:
 
 
 def op_info(req: dict) -> None:
-    """Version, domains, and the domain's task ids with tau2's official splits."""
+    """Version, domains, the domain's task ids with tau2's official splits, and tau2's data folder."""
     from tau2.registry import registry
+    from tau2.utils.utils import DATA_DIR
     domain = req["domain"]
     tasks = registry.get_tasks_loader(domain)(task_split_name=req.get("task_split") or "base")
     splits_loader = registry.get_task_splits_loader(domain)
     splits = splits_loader() if splits_loader else {}
     emit({"event": "info", "version": tau2_version(), "python": sys.version.split()[0],
           "domains": registry.get_domains(), "ids": [t.id for t in tasks],
-          "splits": {k: v for k, v in splits.items() if k in ("train", "val", "test")}})
+          "splits": {k: v for k, v in splits.items() if k in ("train", "val", "test")},
+          "data_dir": str(DATA_DIR)})
 
 
 def load_agent_class(agent_dir: str, spec: str):

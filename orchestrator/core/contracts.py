@@ -112,6 +112,8 @@ class BenchmarkRunner(ABC):
         self.config_dir = config_dir
         # Set by the orchestrator to drive progress bars; runners call `self.report` as tasks finish.
         self.on_result: Callable[[str, TaskResult], None] | None = None
+        # Set by the orchestrator: its own folders (the records), read-only to a held-out run like the benchmark.
+        self.protected: list[Path] = []
 
     def report(self, task_id: str, result: TaskResult) -> None:
         if self.on_result is not None:
@@ -126,7 +128,8 @@ class BenchmarkRunner(ABC):
         """Run each task `config.trials` times on the agent in `agent_dir`; reward = mean over trials.
 
         `traces_dir` is given for train tasks only; when it is None nothing may be written anywhere
-        that outlives this call.
+        that outlives this call: a runner that starts task processes runs them contained
+        (benchmarks/containment.py), with `benchmark_files()` and `protected` read-only.
         """
 
     def default_split(self) -> dict[str, list[str]] | None:
@@ -136,6 +139,11 @@ class BenchmarkRunner(ABC):
     def private_paths(self) -> list[Path]:
         """Folders of the benchmark (answers, data) to hide from the coding agent when sandboxed."""
         return []
+
+    def benchmark_files(self) -> list[Path]:
+        """The benchmark's own folders (its code, tasks, answers): read-only in held-out runs, and checked
+        unchanged around every run. Never a folder that holds the orchestrator's records."""
+        return self.private_paths()
 
     def check(self) -> list[Check]:
         """Lines for `autoharness doctor`."""

@@ -58,6 +58,11 @@ class BenchmarkFailed(AutoharnessError):
     """The benchmark itself could not run (not a task failure)."""
 
 
+class BenchmarkChanged(BenchmarkFailed):
+    """The benchmark's own files changed during a run (a candidate's code, or anything else writing there): no
+    score from it can be trusted, and the night ends until someone looks."""
+
+
 class NothingToPropose(AutoharnessError):
     """The backend has nothing left to propose (the replay queue is empty): the loop ends."""
 

@@ -38,20 +38,21 @@ else:
 
 @pytest.fixture
 def runner(tmp_path, monkeypatch):
-    (tmp_path / "bench.py").write_text(BENCH)
+    (tmp_path / "bench").mkdir()   # the benchmark's own folder: read-only in held-out runs
+    (tmp_path / "bench" / "bench.py").write_text(BENCH)
     (tmp_path / "counts").mkdir()
     monkeypatch.setenv("COUNTER_DIR", str(tmp_path / "counts"))
 
     def make(**kw) -> CommandRunner:
         cfg = BenchmarkConfig(kind="command", task_timeout_s=kw.pop("timeout", 5), **kw,
-                              options={"cmd": [sys.executable, "bench.py"],
+                              options={"cmd": [sys.executable, "bench/bench.py"],
                                        "tasks": ["ok", "alternate", "slow", "crash", "garbage", "out-of-range"]})
         return CommandRunner(cfg, tmp_path)
     return make
 
 
 def test_trials_average_and_costs_add_up(runner, tmp_path):
-    res = runner(trials=4, concurrency=1).run(tmp_path, ["alternate", "ok"], traces_dir=None)  # serial: a shared counter
+    res = runner(trials=4, concurrency=1).run(tmp_path / "agent", ["alternate", "ok"], traces_dir=None)  # serial: a shared counter
     assert res["alternate"].reward == pytest.approx(0.5) and res["alternate"].cost_usd == pytest.approx(2.0)
     assert res["ok"].reward == 1.0 and res["ok"].cost_usd is None  # unknown stays unknown
     assert (tmp_path / "counts" / "alternate").read_text() == "4"
@@ -59,7 +60,7 @@ def test_trials_average_and_costs_add_up(runner, tmp_path):
 
 def test_failures_are_classified(runner, tmp_path):
     # 5 s: the quick tasks (a Python start each) finish in time on a loaded machine; "slow" sleeps 30 s.
-    res = runner(timeout=5).run(tmp_path, ["slow", "crash", "garbage", "out-of-range"], traces_dir=None)
+    res = runner(timeout=5).run(tmp_path / "agent", ["slow", "crash", "garbage", "out-of-range"], traces_dir=None)
     assert (res["slow"].reward, res["slow"].error_class) == (0.0, "timeout")
     assert res["crash"].reward is None and res["crash"].error_class == "crash" and "half a line" in res["crash"].error
     assert res["garbage"].reward is None and res["garbage"].error_class == "bad_output"

@@ -28,10 +28,27 @@ def runner(python: Path, tmp_path: Path, **over) -> Tau2Runner:
     return Tau2Runner(cfg, tmp_path)
 
 
+# Like the real shim, the stand-in stamps its JSON lines with the request's token (else they are ignored), and
+# it lists no tasks (the runner asks for tau2's data folder before a run).
+FAKE = r"""#!/bin/bash
+set -o pipefail
+REQUEST=$(head -n1)
+TOKEN=$(echo "$REQUEST" | sed -n 's/.*"token": "\([0-9a-f]*\)".*/\1/p')
+{
+case "$REQUEST" in
+  *'"op": "info"'*) echo '{"event": "info", "ids": [], "splits": {}, "data_dir": null}' ;;
+  *)
+%s
+  ;;
+esac
+} | sed -u "s/^{/{\"token\": \"$TOKEN\", /"
+"""
+
+
 def fake_python(tmp_path: Path, body: str) -> Path:
-    """A stand-in interpreter: a shell script that ignores the shim and acts out a failure."""
+    """A stand-in interpreter: a shell script that ignores the shim and acts out a failure in a run."""
     path = tmp_path / "fakepy"
-    path.write_text("#!/bin/sh\n" + body)
+    path.write_text(FAKE % body)
     path.chmod(0o755)
     return path
 

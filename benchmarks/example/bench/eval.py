@@ -6,7 +6,10 @@ It speaks the `command` runner's contract, through the environment:
   AUTOHARNESS_TRACES_DIR  when set, a trace `<task_id>.json` per task goes there; when unset nothing
                           is written anywhere (no trace, no bytecode in the agent repo)
   AUTOHARNESS_LIST_TASKS  when set, print every task id, one a line, and exit
-and prints one JSON object a line: {"task_id": ..., "reward": 1.0 | 0.0 | null, "error": "..."}.
+  AUTOHARNESS_RESULT_TOKEN  when "stdin", the first line of stdin is the run's token: read before the
+                          agent is imported, and put in every result line (the runner ignores a line
+                          without it, so the agent's own prints cannot pass for results)
+and prints one JSON object a line: {"task_id": ..., "reward": 1.0 | 0.0 | null, "error": "...", "token": ...}.
 A task passes when every expected tool call was made, no order was changed beyond what was expected,
 and the reply states every expected fact. An unknown task id is an infra error (reward null).
 """
@@ -95,8 +98,13 @@ def run_task(agent_cls, task: dict, db: dict, agent_dir: Path) -> dict:
     return trace
 
 
-def emit(task_id: str, reward: float | None, error: str) -> None:
-    print(json.dumps({"task_id": task_id, "reward": reward, "error": error}), flush=True)
+def read_token() -> str | None:
+    return sys.stdin.readline().strip() if os.environ.get("AUTOHARNESS_RESULT_TOKEN") == "stdin" else None
+
+
+def emit(task_id: str, reward: float | None, error: str, token: str | None) -> None:
+    line = {"task_id": task_id, "reward": reward, "error": error} | ({"token": token} if token else {})
+    print(json.dumps(line), flush=True)
 
 
 def main() -> int:
@@ -114,6 +122,7 @@ def main() -> int:
     ids = list(tasks) if raw_ids is None else [t.strip() for t in raw_ids.split(",") if t.strip()]
     traces_env = os.environ.get("AUTOHARNESS_TRACES_DIR")
     traces_dir = Path(traces_env) if traces_env else None
+    token = read_token()  # before any of the agent's code runs
 
     agent_cls, load_error, load_tb = None, "", ""
     try:
@@ -125,7 +134,7 @@ def main() -> int:
     for task_id in ids:
         task = tasks.get(task_id)
         if task is None:
-            emit(task_id, None, f"unknown task id {task_id!r}")
+            emit(task_id, None, f"unknown task id {task_id!r}", token)
             continue
         if agent_cls is None:
             trace = new_trace(task) | {"reward": 0.0, "error": load_error, "traceback": load_tb}
@@ -134,7 +143,7 @@ def main() -> int:
         if traces_dir is not None:
             traces_dir.mkdir(parents=True, exist_ok=True)
             (traces_dir / f"{task_id}.json").write_text(json.dumps(trace, indent=2) + "\n")
-        emit(task_id, trace["reward"], trace["error"])
+        emit(task_id, trace["reward"], trace["error"], token)
     return 0
 
 
