@@ -16,7 +16,7 @@ from agents.transcript import Transcript
 from orchestrator.core.config import BackendConfig, parse_options
 from orchestrator.core.contracts import Check, Proposal, ProposalRequest, ProposalStatus
 from orchestrator.core.errors import NothingToPropose
-from orchestrator.core.proc import git, redact, secret_values
+from orchestrator.core.proc import GIT_SAFE, redact, run_process, secret_values
 
 
 class ReplayOptions(BaseModel):
@@ -47,8 +47,10 @@ class ReplayAgent:
             raise NothingToPropose(f"the replay queue has {len(queue)} patches; none left for iteration {request.iteration}")
         patch = queue[request.iteration - 1]
         text = patch.read_text()
-        res = git("apply", "--whitespace=nowarn", str(patch), cwd=request.worktree, timeout_s=request.timeout_s,
-                  check=False)
+        argv = ["git", *GIT_SAFE, "apply", "--whitespace=nowarn", str(patch)]
+        if request.sandbox is not None:  # like any backend's command: inside the run's sandbox
+            argv = request.sandbox.wrap(argv, visible=[patch])
+        res = run_process(argv, cwd=request.worktree, timeout_s=request.timeout_s, redact_output=False)
         Transcript(request.transcript_path, {**os.environ, **request.env}, request.env.values()).write(
             "replay", patch=patch.name, returncode=res.returncode, stderr=res.stderr[-2000:])
         summary = patch_summary(text) or f"applied {patch.name}"

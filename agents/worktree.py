@@ -1,11 +1,12 @@
 """The worktree as a proposal found it, put back after a failed attempt (a retry, a fallback, an error).
 
-Taken without touching the worktree: its files (tracked and untracked, not ignored) are written as a git
-tree through a private index seeded from the real one, and the real index is copied aside. Restoring
-brings back HEAD (when the backend committed), the index and every file: files changed since are
-rewritten, files added since removed, ignored ones too; ignored files and folders that were there before
-(caches, a virtualenv) are kept as they are. Only a whole repository is restored: cleaning a subfolder of a larger one would
-remove what the request does not own.
+Taken without touching the worktree, and without running anything of its repository's (a coding agent may
+have written filters or hooks into it): its files (tracked and untracked, not ignored) are hashed as raw
+blobs into a scratch object store of ours (core/gittree.py), and the real index is copied aside. Restoring
+brings back HEAD (when the backend committed), the index and every file: files added since are removed,
+ignored ones too, except ignored files and folders that were there before (caches, a virtualenv); the
+snapshot's files are then written back byte for byte. Only a whole repository is restored: cleaning a
+subfolder of a larger one would remove what the request does not own.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from pathlib import Path
 from types import TracebackType
 
 from orchestrator.core.errors import GitError, WorktreeError
+from orchestrator.core.gittree import ObjectStore, Refused
 from orchestrator.core.proc import git
 
 
 class WorktreeSnapshot:
-    """Use as a context manager: the private indexes live in a scratch folder removed at the end."""
+    """Use as a context manager: the scratch store and the saved index live in a folder removed at the end."""
 
     def __init__(self, worktree: Path):
         self.worktree = worktree.resolve()
@@ -32,37 +34,54 @@ class WorktreeSnapshot:
                 raise WorktreeError(f"{worktree} is not the top of a git worktree (that is {top})")
             self.head = self._git("rev-parse", "--verify", "-q", "HEAD", check=False).strip()
             self.index = self.worktree / self._git("rev-parse", "--git-path", "index").strip()
+            objects = self.worktree / self._git("rev-parse", "--git-path", "objects").strip()
+            self.store = ObjectStore(self.scratch / "objects.git", [objects])
             self.saved_index = self.scratch / "saved.index"
-            self.private = self.scratch / "private.index"
             if self.index.is_file():
                 shutil.copyfile(self.index, self.saved_index)
-                shutil.copyfile(self.index, self.private)  # a seed: unchanged files are not hashed again
-            self._git("add", "-A", index=self.private)
-            self.tree = self._git("write-tree", index=self.private).strip()
+            self.tree = self.store.take(self.worktree, self.head or None)
             # Ignored entries present now (folders collapsed) stay when ignored files are cleaned.
-            listing = self._git("ls-files", "--others", "--ignored", "--exclude-standard", "--directory", "-z",
-                                index=self.private)
+            listing = self._store("--others", "--ignored", "--exclude-standard", "--directory")
             self.ignored = [p for p in listing.split("\0") if p]
+        except (GitError, Refused) as exc:
+            self.close()
+            raise WorktreeError(f"cannot snapshot {worktree}: {exc}") from exc
         except BaseException:
             self.close()
             raise
 
-    def _git(self, *args: str, index: Path | None = None, check: bool = True) -> str:
-        env = None if index is None else {**os.environ, "GIT_INDEX_FILE": str(index)}
+    def _git(self, *args: str, check: bool = True) -> str:
+        """Plumbing in the worktree's own repository: reads and HEAD moves only (no filter or hook runs)."""
         try:
-            return git(*args, cwd=self.worktree, env=env, check=check).stdout
+            return git(*args, cwd=self.worktree, check=check).stdout
         except GitError as exc:  # a BackendError, so a proposal reports it instead of crashing the loop
             raise WorktreeError(str(exc)) from exc
 
+    def _store(self, *ls_files: str) -> str:
+        index = self.scratch / "clean.index"
+        if not index.exists():
+            self.store.git("read-tree", self.tree, index=index)
+        out = self.store.git(f"--work-tree={self.worktree}", "ls-files", "-z", *ls_files, index=index, cwd=self.worktree)
+        return os.fsdecode(out)
+
     def restore(self) -> None:
         """Put HEAD, the index and every file back as they were; raises WorktreeError when git cannot."""
-        if self.head and self._git("rev-parse", "--verify", "-q", "HEAD", check=False).strip() != self.head:
-            self._git("reset", "--soft", "-q", self.head)  # the backend committed; the files follow below
-        # The private index holds the snapshot's tree: what it does not list was added since, and goes first
-        # (a folder may stand where a file was); then the files that differ from it are written back.
-        keep = [arg for p in self.ignored for arg in ("-e", "/" + p.rstrip("/"))]
-        self._git("clean", "-fdxq", *keep, index=self.private)
-        self._git("read-tree", "--reset", "-u", self.tree, index=self.private)
+        try:
+            if self.head and self._git("rev-parse", "--verify", "-q", "HEAD", check=False).strip() != self.head:
+                self._git("reset", "--soft", "-q", self.head)  # the backend committed; the files follow below
+            # What the snapshot's tree does not list was added since, and goes first (a folder may stand where
+            # a file was); ignored entries that were there before stay.
+            kept = {p.rstrip("/") for p in self.ignored}
+            for path in sorted(p for p in self._store("--others").split("\0") if p):
+                if not any(path == k or path.startswith(k + "/") for k in kept):
+                    target = self.worktree / path
+                    if target.is_dir() and not target.is_symlink():
+                        shutil.rmtree(target)
+                    else:
+                        target.unlink(missing_ok=True)
+            self.store.write_files(self.tree, self.worktree)
+        except (GitError, OSError) as exc:
+            raise WorktreeError(f"cannot restore {self.worktree}: {exc}") from exc
         if self.saved_index.is_file():
             shutil.copyfile(self.saved_index, self.index)
         else:

@@ -144,7 +144,7 @@ class BirdInteractRunner(BenchmarkRunner):
         if traces_dir is not None:
             traces_dir.mkdir(parents=True, exist_ok=True)
         call = run_shim(python, SHIM, request, env=self._env(), cwd=self.adk_dir(), timeout_s=budget,
-                        on_event=on_event, held_out=traces_dir is None,
+                        on_event=on_event, outputs=[traces_dir] if traces_dir else [],
                         read_only=[*self.benchmark_files(), agent_dir, *self.protected])
         res = call.result
         if fatal.get("error_class") == "agent_error":

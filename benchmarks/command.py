@@ -102,7 +102,7 @@ class CommandRunner(BenchmarkRunner):
         if reports.token is not None:
             extra[TOKEN_ENV] = "stdin"
         read_only = [*self.benchmark_files(), agent_dir, *self.protected]
-        with task_space(held_out=traces_dir is None, read_only=read_only, writable=[self.cwd]) as space:
+        with task_space(read_only=read_only, writable=[self.cwd], outputs=[traces_dir] if traces_dir else []) as space:
             res = run_process(space.argv(self.options.cmd), cwd=self.cwd, env=space.env(self._env(extra)),
                               stdin=f"{reports.token}\n" if reports.token else None,
                               timeout_s=self.config.task_timeout_s, cap_chars=100_000,

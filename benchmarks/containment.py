@@ -6,9 +6,9 @@ score, or leave held-out data behind. Every runner that starts task processes go
   a result line without it is ignored. A task reported twice with different results is a conflict
   (`bad_output`, scored 0), never last-wins (`Reports`).
 - **Every process gets a private temporary folder** (TMPDIR), removed when it ends.
-- **Held-out runs are contained** (`task_space(held_out=True)`): under bubblewrap where it runs, with the
-  benchmark's files, the agent and the orchestrator's records read-only, a private /tmp, its own PID
-  namespace and /proc, and nothing it starts outliving it. The rest of the host stays writable, since
+- **Every run is contained** (`task_space`): under bubblewrap where it runs, with the benchmark's files,
+  the agent and the orchestrator's records read-only (but a train run's traces folder), a private /tmp, its
+  own PID namespace and /proc, and nothing it starts outliving it. The rest of the host stays writable, since
   benchmarks write their own outputs. Where bubblewrap cannot run, only the private TMPDIR (`check` says so).
 - harbor runs each task in its own container, which harbor itself creates and removes.
 """
@@ -80,29 +80,34 @@ class Space:
 
 
 @contextmanager
-def task_space(*, held_out: bool, read_only: Sequence[Path], writable: Sequence[Path] = ()) -> Iterator[Space]:
-    """A place for one benchmark process, discarded when the block ends.
+def task_space(*, read_only: Sequence[Path], writable: Sequence[Path] = (), outputs: Sequence[Path] = ()
+               ) -> Iterator[Space]:
+    """A place for one benchmark process, discarded when the block ends. Every run is contained, train runs
+    too: the candidate's code runs in the suite and promote stages as well, and must not reach the records
+    (the results cache) from there.
 
     `read_only`: the benchmark's files, the agent, the records; `writable`: what the process must see and
-    may write (its working folder), which matters only under /tmp, private inside the sandbox. A writable
-    folder inside a read-only one stays read-only."""
+    may write (its working folder), which matters only under /tmp, private inside the sandbox; a writable
+    folder inside a read-only one stays read-only. `outputs`: folders the run must write even inside a
+    read-only one (a train run's traces folder)."""
     with private_dir("autoharness-run-") as scratch:
-        yield Space(scratch, _sandbox(read_only, [scratch, *writable]) if held_out else None)
+        yield Space(scratch, _sandbox(read_only, [scratch, *writable], outputs))
 
 
-def _sandbox(read_only: Sequence[Path], writable: Sequence[Path]) -> Bwrap | None:
+def _sandbox(read_only: Sequence[Path], writable: Sequence[Path], outputs: Sequence[Path]) -> Bwrap | None:
     if bwrap_problem():
         _warn_uncontained(bwrap_problem())
         return None
     frozen = [p.resolve() for p in read_only]
     bind = [p for p in (w.resolve() for w in writable) if not any(p.is_relative_to(r) for r in frozen)]
+    bind += [p.resolve() for p in outputs]
     return Bwrap(bind=bind, read_only=frozen, host_writable=True, binary=shutil.which("bwrap") or "bwrap")
 
 
 @lru_cache(maxsize=1)
 def _warn_uncontained(problem: str) -> None:
     logging.getLogger("autoharness").warning(
-        "held-out benchmark runs get only a private TMPDIR, not bubblewrap: %s", problem)
+        "benchmark runs get only a private TMPDIR, not bubblewrap: %s", problem)
 
 
 def check() -> Check:
@@ -110,7 +115,7 @@ def check() -> Check:
     problem = bwrap_problem()
     detail = ("bubblewrap: benchmark files read-only, private /tmp, own PID namespace" if not problem
               else f"a private TMPDIR only ({problem})")
-    return Check("held-out runs contained", not problem, detail, fatal=False)
+    return Check("benchmark runs contained", not problem, detail, fatal=False)
 
 
 @contextmanager

@@ -88,10 +88,10 @@ class Tau2Runner(BenchmarkRunner):
         env.update(PYTHONDONTWRITEBYTECODE="1")
         return env
 
-    def _call(self, request: dict[str, Any], timeout_s: float, on_event=None, *, held_out: bool = False,
+    def _call(self, request: dict[str, Any], timeout_s: float, on_event=None, *, outputs: list[Path] = (),
               read_only: list[Path] = ()) -> ShimRun:
         return run_shim(self.python(), SHIM, request, env=self._env(), timeout_s=timeout_s, on_event=on_event,
-                        held_out=held_out, read_only=read_only)
+                        outputs=outputs, read_only=read_only)
 
     def _query(self, request: dict[str, Any]) -> dict[str, Any]:
         call = self._call(request, STARTUP_S)
@@ -161,7 +161,8 @@ class Tau2Runner(BenchmarkRunner):
         if traces_dir is not None:
             traces_dir.mkdir(parents=True, exist_ok=True)
         call = self._call(self._request(agent_dir, task_ids, traces_dir), budget, on_event,
-                          held_out=traces_dir is None, read_only=[*self.benchmark_files(), agent_dir, *self.protected])
+                          outputs=[traces_dir] if traces_dir else [],
+                          read_only=[*self.benchmark_files(), agent_dir, *self.protected])
         res = call.result
 
         if fatal.get("error_class") == "agent_error":   # the candidate's agent does not even load

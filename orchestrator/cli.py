@@ -122,6 +122,10 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", h
         + (f" ({data['unknown_cost']} proposals of unknown cost)" if data["unknown_cost"] else ""),
         highlight=False,
     )
+    if data.get("sandbox"):
+        shown = ("[red]none[/red] (the coding agent runs unconfined, by choice)" if data["sandbox"] == "none"
+                 else data["sandbox"])
+        console.print(f"sandbox: {shown}", highlight=False)
     hb = data.get("heartbeat")
     if hb:
         stale = " [red](stale heartbeat: the daemon is not running)[/red]" if is_stale(hb) else ""
@@ -158,7 +162,7 @@ def report(ctx: typer.Context,
                   else "(run report --final)")
     console.print(table)
     from orchestrator.report import write_report
-    path = write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd)
+    path = write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd, backend=cfg.backend)
     console.print(f"report: {path}", highlight=False)
 
 

@@ -16,6 +16,7 @@ from orchestrator.core.cancel import Cancellation
 from orchestrator.core.config import Config, resolve_path
 from orchestrator.core.contracts import BenchmarkRunner, CodingAgent
 from orchestrator.core.errors import BudgetExceeded
+from orchestrator.core.gittree import ObjectStore
 from orchestrator.core.scrub import Scrubber
 from orchestrator.core.workspace import Workspace
 from orchestrator.evaluate import Evaluator, Progress, code_hash
@@ -64,9 +65,10 @@ class RunContext:
         self.cancel.check()
         self.phases.enter(name, iteration=n)
 
-    def hash_of(self, worktree: Path, treeish: str | None = None) -> str:
-        """The cache key of a commit (`treeish`) or of the staged candidate (None)."""
-        return code_hash(self.repo.tree_entries(worktree, treeish), self.cfg.target.editable, self.cfg.benchmark)
+    def hash_of(self, store: ObjectStore, treeish: str) -> str:
+        """The cache key of a commit or a candidate's tree."""
+        entries = [(e.path, e.sha) for e in store.entries(treeish)]
+        return code_hash(entries, self.cfg.target.editable, self.cfg.benchmark)
 
     def budget_left(self) -> float:
         spend = self.store.spend_usd()
@@ -74,13 +76,20 @@ class RunContext:
             raise BudgetExceeded(f"spent ${spend:.2f} of the ${self.cfg.loop.budget_usd:.2f} budget")
         return self.cfg.loop.budget_usd - spend
 
+    @cached_property
+    def sandbox_kind(self) -> str:
+        """The sandbox this run's coding agent gets ("none" only when chosen explicitly); ConfigError when
+        the one asked for cannot run here."""
+        return sandbox.choose(self.cfg.backend.sandbox, self.cfg.backend.sandbox_image)[0]
+
     def sandbox(self, worktree: Path) -> sandbox.Sandbox | None:
-        """Hide the records, the benchmark, the config folder and the target's checkout; keep the worktree
-        and the target's git database (the worktree's commits live there)."""
+        """Show the coding agent its checkout (writable) and the target's objects (read-only: its history);
+        hide the records, the config folder, the target's checkout, the benchmark and the user's home."""
         cfg = self.cfg
-        hide = [self.ws.root, cfg.config_dir, cfg.target.repo, *self.runner.private_paths(),
-                *(resolve_path(cfg, p) for p in cfg.backend.sandbox_hide)]
-        return sandbox.build(cfg.backend.sandbox, hide, [worktree, self.repo.git_dir])
+        hide = [self.ws.root, cfg.config_dir, cfg.target.repo, self.repo.common_dir, Path.home(),
+                *self.runner.private_paths(), *(resolve_path(cfg, p) for p in cfg.backend.sandbox_hide)]
+        return sandbox.build(self.sandbox_kind, hide, [worktree], [self.repo.objects], image=cfg.backend.sandbox_image,
+                             mounts=[resolve_path(cfg, p) for p in cfg.backend.sandbox_mounts])
 
     def close(self) -> None:
         self.store.close()

@@ -39,6 +39,7 @@ token = true                  # result lines must carry the run's token (see ben
 
 [backend]
 kind = "replay"
+{sandbox}
 
 [backend.options]
 patches = {patches}
@@ -64,8 +65,21 @@ def make_demo(root: Path) -> Path:
         train=json.dumps(split["train"]), val=json.dumps(split["val"]), test=json.dumps(split["test"]),
         python=json.dumps(sys.executable), eval=json.dumps(str(HERE / "bench" / "eval.py")),
         patches=json.dumps(str(HERE / "patches")),
+        sandbox=_sandbox_line(),
     ))
     return config
+
+
+def _sandbox_line() -> str:
+    """The demo runs sandboxed where a sandbox can run; elsewhere it still runs, and says it is unconfined
+    (the replay backend only applies the bundled patches)."""
+    from orchestrator.core.errors import ConfigError
+    from orchestrator.core.sandbox import choose
+    try:
+        choose("auto", "autoharness-sandbox")
+        return 'sandbox = "auto"'
+    except ConfigError as exc:
+        return f'sandbox = "none"            # {exc}'.replace("\n", " ")
 
 
 def main() -> None:
@@ -85,6 +99,7 @@ def main() -> None:
         log = driver.ctx.repo.log()
     data = status_data(cfg)
     console.print(results_table(data["rows"]))
+    console.print(f"sandbox: {data['sandbox']}", highlight=False)
     console.print(f"stopped: {reason}")
     console.print(f"test: baseline {data['baseline_test']:.3f} -> best {data['final_test']:.3f}")
     console.print(f"\n[bold]git log autoharness[/bold] ({root / 'target'})\n{log}\n", highlight=False)

@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agents.fallback import build_agent
-from orchestrator.core import registry
+from orchestrator.core import registry, sandbox
 from orchestrator.core.config import Config
 from orchestrator.core.contracts import Check
 from orchestrator.core.errors import AutoharnessError
-from orchestrator.core.proc import run_process
-from orchestrator.core.sandbox import build as build_sandbox
 from orchestrator.gitops import TargetRepo
 
 
@@ -19,8 +17,7 @@ def checks(cfg: Config) -> list[Check]:
     found += _collect("benchmark", lambda: registry.load("benchmark", cfg.benchmark.kind)(
         cfg.benchmark, cfg.config_dir).check())
     found += _collect("backend", lambda: build_agent(cfg.backend, cfg.config_dir).check())
-    if cfg.backend.sandbox == "bwrap":
-        found += _collect("sandbox", _sandbox)
+    found += _collect("sandbox", lambda: _sandbox(cfg))
     return found
 
 
@@ -37,9 +34,7 @@ def _target(cfg: Config) -> list[Check]:
     return [Check("target base", repo.sha(cfg.target.base) is not None, f"{cfg.target.base} in {cfg.target.repo}")]
 
 
-def _sandbox() -> list[Check]:
-    box = build_sandbox("bwrap", [], [])
-    assert box is not None
-    res = run_process(box.wrap(["true"]), timeout_s=30)
-    detail = "bwrap runs" if res.ok else f"bwrap cannot start here: {(res.stderr.strip() or '?')[-200:]}"
-    return [Check("sandbox", res.ok, detail)]
+def _sandbox(cfg: Config) -> list[Check]:
+    """Which sandbox the night's coding agent will run in, and why; "none" passes, but says so."""
+    kind, why = sandbox.choose(cfg.backend.sandbox, cfg.backend.sandbox_image)
+    return [Check("sandbox", True, f"{kind}: {why}")]

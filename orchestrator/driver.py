@@ -54,6 +54,9 @@ class Driver:
             self._ctx = RunContext(self.cfg, Phases(self.log, self.observers), self.progress, self.cancel)
             self.reconcile()
             _ = self.ctx.splits  # frozen (or checked against what is frozen) before any work: a bad split is one line
+            # The coding agent's sandbox, resolved before any work too (one line when none can run), and kept
+            # for `status` and the report: "none" is shown, never implied.
+            self.ctx.store.put("sandbox", self.ctx.sandbox_kind)
         except BaseException:
             self.__exit__()
             raise

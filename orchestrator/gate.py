@@ -5,20 +5,20 @@ so far; a candidate that passes them all comes back as a `Verdict`. The suite an
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator import guard
 from orchestrator.core.errors import Rejected, Stage
-from orchestrator.core.proc import secret_values
+from orchestrator.core.gittree import Refused
 from orchestrator.core.workspace import atomic_write
 from orchestrator.evaluate import StopRule, Timer
 from orchestrator.store import IterationRecord, Store, StoredResult
 
 if TYPE_CHECKING:
     from orchestrator.context import RunContext
+    from orchestrator.gitops import Workdir
 
 # What a prompt may say about a rejection: val numbers stay out of anything the coding agent reads.
 PUBLIC_REASON = {
@@ -44,6 +44,7 @@ class Verdict:
     evals_passed: int = 0
     evals_total: int = 0
     val_score: float | None = None
+    tree: str = ""                     # the scored tree: the one committed on acceptance
 
     def passed(self, stage: Stage, reason: str, joined: list[str] | None = None) -> None:
         self.stages.append(StageResult(stage, True, reason, joined))
@@ -54,29 +55,34 @@ class Verdict:
 
     def as_dict(self) -> dict:
         stages = [{k: v for k, v in asdict(s).items() if v is not None} for s in self.stages]
-        return {"changed": self.changed, "stages": stages}
+        return {"changed": self.changed, "tree": self.tree, "stages": stages}
 
 
-def judge(ctx: RunContext, wt: Path, best: IterationRecord, suite: Suite, timer: Timer, moved_refs: list[str],
-          diff_path: Path) -> Verdict:
-    """Run the stages in order on the candidate in `wt`; raise Rejected at the first that fails."""
+def judge(ctx: RunContext, work: Workdir, best: IterationRecord, suite: Suite, timer: Timer,
+          git_changed: list[str], diff_path: Path) -> Verdict:
+    """Take the coding agent's files as a tree and run the stages in order on it; raise Rejected at the
+    first that fails. What is scored is that tree, written out afresh; the commit is the same tree."""
     verdict = Verdict()
-    if moved_refs:
-        raise verdict.reject(Stage.GUARD, "the proposal changed refs of the target repo (restored): "
-                                          + ", ".join(moved_refs[:5]))
-    changes = ctx.repo.stage_all(wt, best.commit_sha)
-    diff = ctx.repo.staged_diff(wt)
-    atomic_write(diff_path, diff + ("\n" if diff and not diff.endswith("\n") else ""))
+    if git_changed:
+        raise verdict.reject(Stage.GUARD, "the proposal changed the target's git database (put back): "
+                                          + ", ".join(git_changed[:5]))
+    try:
+        tree, changes = work.take(best.commit_sha)
+    except Refused as exc:
+        raise verdict.reject(Stage.GUARD, str(exc)) from None
+    diff = work.store.patch(work.store.tree_of(best.commit_sha), tree)
+    # Scrubbed before it is written: a rejected candidate may add a secret (binary files show no content).
+    atomic_write(diff_path, ctx.scrubber(diff + ("\n" if diff and not diff.endswith("\n") else "")))
     verdict.changed = [f"{c.status} {c.path}" for c in changes]
-    secrets = secret_values({**os.environ, **ctx.cfg.backend.env})
-    why = guard.check(wt, changes, diff, ctx.cfg.target.editable, ctx.splits.held_out(), secrets)
+    why = guard.check(changes, work.store, ctx.cfg.target.editable, ctx.splits.held_out(), list(ctx.scrubber.secrets))
     if why:
         raise verdict.reject(Stage.GUARD, why)
     verdict.passed(Stage.GUARD, f"{len(changes)} files, all editable")
-    verdict.code_hash = ctx.hash_of(wt)
-    _suite(ctx, wt, suite, timer, verdict)
-    _val(ctx, wt, best, timer, verdict)
-    train = timer.add(ctx.evaluator.evaluate(wt, verdict.code_hash, ctx.splits.train, "train", label="promote"))
+    verdict.tree, verdict.code_hash = tree, ctx.hash_of(work.store, tree)
+    scored = work.score(tree)
+    _suite(ctx, scored, suite, timer, verdict)
+    _val(ctx, scored, best, timer, verdict)
+    train = timer.add(ctx.evaluator.evaluate(scored, verdict.code_hash, ctx.splits.train, "train", label="promote"))
     g = ctx.cfg.gate
     joined = suite.promote(train.results, g.pass_reward, g.promote_after)
     verdict.passed(Stage.PROMOTE, f"{len(joined)} tasks join the suite", joined)

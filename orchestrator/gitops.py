@@ -1,7 +1,8 @@
-"""The target repo: the run's branch, candidate worktrees, commits and the best tag.
+"""The target repo: the run's branch, commits and the best tag; and the folders an iteration works in.
 
-Only `branch` and the best tag ever move; `base`, the user's other branches and their working tree are
-never touched. Each candidate lives in a detached worktree that is removed whatever happens.
+Only `branch` and the best tag ever move; `base`, the user's other branches, their working tree, config and
+hooks are never touched. The coding agent never sees the target's git database: it works in a private
+checkout (`Workdir.checkout`), and its files come back as a tree (see core/gittree.py).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.core.errors import ConfigError
-from orchestrator.core.proc import git
+from orchestrator.core.errors import ConfigError, GitError
+from orchestrator.core.gittree import Change, ObjectStore
+from orchestrator.core.proc import git, git_bytes
 
 AUTHOR = {
     "GIT_AUTHOR_NAME": "autoharness",
@@ -22,16 +24,57 @@ AUTHOR = {
     "GIT_COMMITTER_NAME": "autoharness",
     "GIT_COMMITTER_EMAIL": "autoharness@localhost",
 }
-# The target's hooks and signing config must not run inside (or block) our commits.
-SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"]
-# Never part of a candidate, whatever the target's .gitignore says: caches that running code leaves behind.
-EXCLUDES = Path(__file__).with_name("candidate-excludes")
+# Signing config must not block our commits and tags (hooks are off for every git call: core/proc.py).
+SAFE = ["-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"]
+# The files of a git directory whose change would reach outside a proposal (besides refs, hooks and
+# worktrees' HEADs): where HEAD points, config (hooks, fsmonitor, filters), attributes, alternates.
+STATE_FILES = ("HEAD", "config", "config.worktree", "info/attributes", "info/exclude", "info/grafts", "shallow",
+               "objects/info/alternates", "commondir")
+
+__all__ = ["AUTHOR", "Change", "GitState", "TargetRepo", "Workdir"]
 
 
 @dataclass
-class Change:
-    status: str        # A, M, D, R, T ...
-    path: str
+class GitState:
+    refs: dict[str, str]
+    files: dict[str, tuple[Path, bytes]]
+
+
+class Workdir:
+    """One iteration's folders, outside the workspace and the target: the coding agent's private checkout,
+    the folder the benchmark scores, and the object store its candidate lands in."""
+
+    def __init__(self, repo: TargetRepo, root: Path):
+        self.repo, self.root = repo, root
+        self.store = ObjectStore(root / "objects.git", [repo.objects])
+        self.agent_dir, self.score_dir = root / "agent", root / "score"
+
+    def score(self, treeish: str) -> Path:
+        """A folder with exactly the files of `treeish` (no .git): what the benchmark runs."""
+        return self.store.materialize(self.store.tree_of(treeish), self.score_dir)
+
+    def checkout(self, commit: str) -> Path:
+        """The coding agent's checkout of `commit`: a repository of its own (history through read-only
+        alternates on the target's objects), so nothing it does to git reaches the target."""
+        dest = self.store.materialize(self.store.tree_of(commit), self.agent_dir)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        run = lambda *args: git(*args, cwd=dest, env=env)  # noqa: E731
+        run("init", "-q", "--template=", ".")
+        (dest / ".git" / "objects" / "info" / "alternates").write_text(f"{self.repo.objects}\n")
+        if (self.repo.common_dir / "shallow").is_file():
+            shutil.copyfile(self.repo.common_dir / "shallow", dest / ".git" / "shallow")
+        run("update-ref", f"refs/heads/{self.repo.branch}", commit)
+        run("symbolic-ref", "HEAD", f"refs/heads/{self.repo.branch}")
+        for key, value in (("user.name", AUTHOR["GIT_AUTHOR_NAME"]), ("user.email", AUTHOR["GIT_AUTHOR_EMAIL"])):
+            run("config", key, value)
+        run("read-tree", "HEAD")
+        git("update-index", "-q", "--refresh", cwd=dest, env=env, check=False)  # so `git status` starts clean
+        return dest
+
+    def take(self, base: str) -> tuple[str, list[Change]]:
+        """The candidate: the tree of the agent's files, and its changes from `base`."""
+        tree = self.store.take(self.agent_dir, base)
+        return tree, self.store.changes(self.store.tree_of(base), tree)
 
 
 class TargetRepo:
@@ -40,6 +83,8 @@ class TargetRepo:
         self.base = base
         self.branch = branch
         self.git_dir = Path(self._git("rev-parse", "--absolute-git-dir"))
+        self.common_dir = (path / self._git("rev-parse", "--git-common-dir")).resolve()
+        self.objects = self.common_dir / "objects"
 
     def _git(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
         return git(*args, cwd=self.path, check=check, env=env).stdout.strip()
@@ -97,91 +142,91 @@ class TargetRepo:
         return out
 
     @contextmanager
-    def worktree(self, path: Path, commit: str) -> Iterator[Path]:
-        """A detached worktree at `commit`, removed on exit whatever happened."""
-        self.remove_worktree(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._git("worktree", "add", "--detach", "--force", str(path), commit)
+    def workdir(self, root: Path) -> Iterator[Workdir]:
+        """One iteration's folders, removed on exit whatever happened."""
+        shutil.rmtree(root, ignore_errors=True)
         try:
-            yield path
+            yield Workdir(self, root)
         finally:
-            self.remove_worktree(path)
-
-    def remove_worktree(self, path: Path) -> None:
-        self._git("worktree", "remove", "--force", "--force", str(path), check=False)  # may be gone already
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
-        self._git("worktree", "prune")
+            shutil.rmtree(root, ignore_errors=True)
 
     def prune_worktrees(self, root: Path) -> list[str]:
-        """Remove every worktree of ours under `root` (left by a crash)."""
+        """Remove what a crash left under `root`: our folders, and worktrees an older version registered."""
         removed = []
         for wt in self.worktrees():
             p = Path(wt["worktree"])
             if p.is_relative_to(root):
-                self.remove_worktree(p)
+                self._git("worktree", "remove", "--force", "--force", str(p), check=False)
                 removed.append(str(p))
         self._git("worktree", "prune")
-        return removed
+        if root.is_dir():
+            for child in root.iterdir():
+                shutil.rmtree(child, ignore_errors=True)
+                removed.append(str(child))
+        return sorted(set(removed))
 
+    # -- what the coding agent must not change ---------------------------------------------------------
     def refs(self) -> dict[str, str]:
         """Every ref of the target and what it points at."""
         out = self._git("for-each-ref", "--format=%(refname) %(objectname)")
         return dict(line.split(" ", 1) for line in out.splitlines() if line)
 
-    def restore_refs(self, before: dict[str, str]) -> list[str]:
-        """Put back every ref that moved, appeared or vanished since `before`; return their names."""
-        after = self.refs()
-        changed = sorted(r for r in before.keys() | after.keys() if before.get(r) != after.get(r))
-        for ref in changed:
-            if ref in before:
-                self._git("update-ref", ref, before[ref])
-            else:
-                self._git("update-ref", "-d", ref)
+    def _state_files(self) -> dict[str, Path]:
+        files = {}
+        dirs = {"": self.git_dir} if self.git_dir == self.common_dir else {"": self.git_dir, "common:": self.common_dir}
+        for label, base in dirs.items():
+            for rel in STATE_FILES:
+                files[f"{label}{rel}"] = base / rel
+            for folder in ("hooks", "worktrees"):
+                for path in (base / folder).rglob("*") if (base / folder).is_dir() else ():
+                    if path.is_file() and (folder == "hooks" or path.name in ("HEAD", "config.worktree")):
+                        files[f"{label}{path.relative_to(base)}"] = path
+        return files
+
+    def state(self) -> GitState:
+        """The target's refs, HEADs, config, hooks and info files, to compare after a proposal."""
+        files = {}
+        for name, path in self._state_files().items():
+            try:
+                files[name] = (path, path.read_bytes())
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                pass
+        return GitState(self.refs(), files)
+
+    def restore_state(self, before: GitState) -> list[str]:
+        """Put back whatever changed since `before` (files first: a HEAD or config may be what moved);
+        return the names of what had changed."""
+        after = self.state()
+        changed = []
+        for name in sorted(before.files.keys() | after.files.keys()):
+            old, new = before.files.get(name), after.files.get(name)
+            if (old and old[1]) != (new and new[1]):
+                changed.append(name)
+                if old is None:
+                    new[0].unlink(missing_ok=True)
+                else:
+                    old[0].parent.mkdir(parents=True, exist_ok=True)
+                    old[0].write_bytes(old[1])
+        refs = self.refs()
+        for ref in sorted(before.refs.keys() | refs.keys()):
+            if before.refs.get(ref) != refs.get(ref):
+                changed.append(ref)
+                if ref in before.refs:
+                    self._git("update-ref", "--no-deref", ref, before.refs[ref])
+                else:
+                    self._git("update-ref", "--no-deref", "-d", ref)
         return changed
 
-    # -- candidate changes -----------------------------------------------------------------------------
-    @staticmethod
-    def stage_all(worktree: Path, base: str) -> list[Change]:
-        """Stage every change since `base` (untracked files included) in the worktree's own index.
-
-        HEAD goes back to `base` first (keeping the files), so commits the coding agent made itself are
-        part of the candidate's diff and cannot slip past the guard. What is not staged (ignored files,
-        caches) is then deleted, so the files the benchmark scores are exactly the ones committed.
-        """
-        git("reset", "-q", "--soft", base, cwd=worktree)
-        git("-c", f"core.excludesFile={EXCLUDES}", "add", "-A", ".", cwd=worktree)
-        git("clean", "-ffdxq", cwd=worktree)
-        out = git("diff", "--cached", "--name-status", "-z", "--no-renames", "HEAD", cwd=worktree).stdout
-        parts = [p for p in out.split("\0") if p]
-        return [Change(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
-
-    @staticmethod
-    def reset_clean(worktree: Path, commit: str) -> None:
-        """Back to a pristine checkout of `commit`: what a benchmark run left behind is gone."""
-        git("reset", "-q", "--hard", commit, cwd=worktree)
-        git("clean", "-ffdxq", cwd=worktree)
-
-    @staticmethod
-    def tree_entries(worktree: Path, treeish: str | None = None) -> list[tuple[str, str]]:
-        """(path, blob id) of every file in `treeish`, or in the worktree's index when None."""
-        tree = treeish or git("write-tree", cwd=worktree).stdout.strip()
-        out = git("ls-tree", "-r", "-z", "--full-tree", tree, cwd=worktree).stdout
-        entries = []
-        for item in out.split("\0"):
-            if item:
-                meta, path = item.split("\t", 1)
-                entries.append((path, meta.split()[2]))
-        return entries
-
-    @staticmethod
-    def staged_diff(worktree: Path) -> str:
-        return git("diff", "--cached", "--binary", "--no-color", "HEAD", cwd=worktree).stdout
-
-    def commit(self, worktree: Path, message: str, expected_tip: str) -> str:
-        """Commit the staged change and move `branch` to it, only if `branch` is still at expected_tip."""
-        git(*SAFE, "commit", "--no-verify", "-q", "-m", message, cwd=worktree, env={**os.environ, **AUTHOR})
-        sha = git("rev-parse", "HEAD", cwd=worktree).stdout.strip()
+    # -- the run's branch -------------------------------------------------------------------------------
+    def commit(self, store: ObjectStore, tree: str, message: str, expected_tip: str) -> str:
+        """Commit `tree` (the candidate that was scored) on `branch`, only if `branch` is still at
+        expected_tip; the commit's tree is checked to be that very object."""
+        store.export(self.objects)
+        env = {**os.environ, **AUTHOR}
+        sha = git_bytes(*SAFE, "commit-tree", tree, "-p", expected_tip, "-F", "-", cwd=self.path, env=env,
+                        stdin=message.encode()).decode().strip()
+        if self._git("rev-parse", f"{sha}^{{tree}}") != tree:
+            raise GitError(f"commit {sha} does not hold the scored tree {tree}")
         self._git("update-ref", f"refs/heads/{self.branch}", sha, expected_tip)
         return sha
 

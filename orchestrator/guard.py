@@ -1,14 +1,14 @@
-"""The file guard: the first and cheapest gate stage, run on the staged diff of a candidate worktree."""
+"""The file guard: the first and cheapest gate stage, run on the candidate's tree of files."""
 
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from functools import lru_cache
-from pathlib import Path
 
+from orchestrator.core.gittree import GITLINK, SYMLINK, Change, ObjectStore
 from orchestrator.core.scrub import id_pattern
-from orchestrator.gitops import Change
 
 
 @lru_cache(maxsize=256)
@@ -38,30 +38,48 @@ def is_editable(path: str, globs: list[str]) -> bool:
     return any(glob_regex(g.lstrip("/")).match(path) for g in globs)
 
 
-def added_lines(diff: str) -> list[str]:
-    return [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+GIT_METADATA = (".gitattributes", ".gitmodules")
 
 
-def check(worktree: Path, changes: list[Change], diff: str, editable: list[str], held_out: list[str],
+def check(changes: list[Change], store: ObjectStore, editable: list[str], held_out: list[str],
           secrets: list[str] = ()) -> str | None:
-    """Return the reason to reject, or None when the candidate passes the guard."""
+    """Return the reason to reject, or None when the candidate passes the guard.
+
+    It reads what will be committed, not a diff's text: every added or changed blob, binary or not, is
+    scanned for the values of secrets and for held-out task ids, and so are the file names.
+    """
     if not changes:
         return "the proposal changed nothing"
     outside = [c.path for c in changes if not is_editable(c.path, editable)]
     if outside:
         shown = ", ".join(outside[:5]) + (f" (+{len(outside) - 5} more)" if len(outside) > 5 else "")
         return f"changes outside editable {editable}: {shown}"
-    root = worktree.resolve()
     for c in changes:
-        link = worktree / c.path
-        if link.is_symlink() and not link.resolve().is_relative_to(root):
-            return f"symlink escapes the worktree: {c.path} -> {os.readlink(link)}"
-    lines = added_lines(diff)
-    # A coding agent's shell can read the API keys in its environment; none may land in a commit.
-    if any(secret in line for line in lines for secret in secrets):
-        return "added lines contain the value of a secret environment variable"
-    for task_id in held_out:
-        pat = id_pattern(task_id)
-        if any(pat.search(line) for line in lines):
-            return "added lines name a held-out (val/test) task id"
+        if posixpath.basename(c.path) in GIT_METADATA:
+            return f"changes git metadata ({c.path}): attributes and submodules are refused"
+        if GITLINK in (c.new_mode, c.old_mode):
+            return f"a gitlink (submodule) at {c.path}"
+    written = [c for c in changes if c.status != "D"]
+    patterns = [id_pattern(t) for t in held_out]
+    if any(p.search(c.path) for c in changes for p in patterns):
+        return "a file name names a held-out (val/test) task id"
+    wanted = {c.new_sha: c for c in written}
+    raw_secrets = [s.encode() for s in secrets if s]
+    for sha, data in store.blobs(wanted):
+        c = wanted[sha]
+        if c.new_mode == SYMLINK and _escapes(c.path, os.fsdecode(data)):
+            return f"symlink escapes the worktree: {c.path} -> {os.fsdecode(data)}"
+        # A coding agent's shell can read the API keys in its environment; none may land in a commit.
+        if any(secret in data for secret in raw_secrets):
+            return f"{c.path} contains the value of a secret handed to the backend"
+        text = data.decode("latin-1")  # byte for byte: ids are found in binary files too
+        if any(p.search(text) for p in patterns):
+            return f"{c.path} names a held-out (val/test) task id"
     return None
+
+
+def _escapes(path: str, target: str) -> bool:
+    if target.startswith("/"):
+        return True
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    return resolved == ".." or resolved.startswith("../")

@@ -50,23 +50,24 @@ def iterate(ctx: RunContext) -> IterationRecord:
     verdict: gate.Verdict | None = None
     ending: Ending | None = None
     try:
-        with ctx.phases.traced(), ctx.repo.worktree(ctx.worktree_root / f"iter-{n}", best.commit_sha) as wt:
+        with ctx.phases.traced(), ctx.repo.workdir(ctx.worktree_root / f"iter-{n}") as work:
             ctx.step("train", n)
-            train = timer.add(ctx.evaluator.evaluate(wt, best.code_hash, ctx.splits.train, "train", label="train"))
-            ctx.repo.reset_clean(wt, best.commit_sha)  # the coding agent starts from a pristine checkout
+            train = timer.add(ctx.evaluator.evaluate(work.score(best.commit_sha), best.code_hash, ctx.splits.train,
+                                                     "train", label="train"))
             ctx.step("analyze", n)
+            wt = work.checkout(best.commit_sha)  # the coding agent's own repository, never the target's
             digest = _analyze(ctx, wt, best, train, idir)
             ctx.step("propose", n)
-            proposal, moved_refs = _propose(ctx, wt, digest, n, idir, budget_left)
+            proposal, git_changed = _propose(ctx, wt, digest, n, idir, budget_left)
             timer.backend_s += proposal.duration_s
             if proposal.status is not ProposalStatus.OK:
                 raise Rejected(Stage.BACKEND, _failure(proposal), Decision.ERROR)
             ctx.step("gate", n)
-            verdict = gate.judge(ctx, wt, best, suite, timer, moved_refs, idir / "diff.patch")
+            verdict = gate.judge(ctx, work, best, suite, timer, git_changed, idir / "diff.patch")
             accept = Ending(Decision.ACCEPTED, Stage.NONE, f"val {best.val_score or 0.0:.4f} -> {verdict.val_score:.4f}")
             ctx.step("commit", n)
             message = records.commit_message(_record(ctx, n, best, timer, proposal, verdict, accept))
-            commit = ctx.repo.commit(wt, message, expected_tip=best.commit_sha)
+            commit = ctx.repo.commit(work.store, verdict.tree, message, expected_tip=best.commit_sha)
             # Committed, not yet recorded: no cancel from here on; a crash here is undone at restart.
             ctx.phases.enter("record", iteration=n)
             ending = accept
@@ -82,7 +83,7 @@ def iterate(ctx: RunContext) -> IterationRecord:
     except AutoharnessError as exc:
         ending = Ending(Decision.ERROR, Stage.ERROR, str(exc)[:500])
     except Exception as exc:
-        ctx.store.event("crash", f"{type(exc).__name__}: {exc}"[:1000], iteration=n)
+        ctx.store.event("crash", ctx.scrubber(f"{type(exc).__name__}: {exc}"[:1000]), iteration=n)
         raise
     finally:
         if ending is not None and ending.decision is not Decision.ACCEPTED and ctx.cancel.requested:
@@ -108,7 +109,8 @@ def _analyze(ctx: RunContext, wt: Path, best: IterationRecord, train: Outcome, i
 
 def _propose(ctx: RunContext, wt: Path, digest: str, n: int, idir: Path,
              budget_left: float) -> tuple[Proposal, list[str]]:
-    """Render the prompt, call the backend in the worktree; put back any ref of the target it moved."""
+    """Render the prompt, call the backend in its checkout; put back whatever of the target's git it changed
+    (it cannot reach it when sandboxed)."""
     cfg = ctx.cfg
     prompt = ctx.scrubber(render(
         "propose", editable=", ".join(cfg.target.editable), context_dir=CONTEXT_DIR, digest=digest,
@@ -121,16 +123,16 @@ def _propose(ctx: RunContext, wt: Path, digest: str, n: int, idir: Path,
         iteration=n, transcript_path=idir / "transcript.jsonl", sandbox=ctx.sandbox(wt), cancel=ctx.cancel,
     )
     request.transcript_path.unlink(missing_ok=True)
-    refs_before = ctx.repo.refs()
+    git_before = ctx.repo.state()
     try:
         proposal = ctx.agent.propose(request)
     finally:
-        moved = ctx.repo.restore_refs(refs_before)
+        moved = ctx.repo.restore_state(git_before)
         ctx.scrubber.file(request.transcript_path)  # the backend's raw stream, held-out ids and all
     # What the backend says reaches the records, the next prompt and the commit message: scrubbed once, here.
     proposal.summary, proposal.error = ctx.scrubber(proposal.summary), ctx.scrubber(proposal.error)
     if moved:  # ref names are the coding agent's text too
-        ctx.store.event("refs_restored", "the coding agent moved refs of the target", iteration=n,
+        ctx.store.event("git_restored", "the coding agent changed the target's git database", iteration=n,
                         refs=[ctx.scrubber(ref) for ref in moved])
     # Spend is recorded the moment it is known, so a crash before the decision cannot hide it.
     ctx.store.event("proposal", proposal.status.value, iteration=n, cost_usd=proposal.cost_usd,
@@ -146,9 +148,8 @@ def _failure(p: Proposal) -> str:
 def _record(ctx: RunContext, n: int, best: IterationRecord, timer: Timer, proposal: Proposal | None,
             verdict: gate.Verdict | None, ending: Ending, commit: str = "") -> IterationRecord:
     cfg, p, v, scrub = ctx.cfg, proposal, verdict or gate.Verdict(), ctx.scrubber
-    # The gate wrote the candidate's diff as it was (a rejected one may add a secret) and quotes its file
-    # names: both are the coding agent's text, as a reason may be (a git error on its worktree).
-    scrub.file(ctx.ws.iteration_dir(n) / "diff.patch")
+    # The gate quotes the candidate's file names: the coding agent's text, as a reason may be (a git error
+    # on its checkout).
     for stage in v.stages:
         stage.reason = scrub(stage.reason)
     v.changed = [scrub(c) for c in v.changed]
@@ -191,8 +192,8 @@ def baseline(ctx: RunContext) -> IterationRecord:
     splits, timer = ctx.splits, Timer()
     tip = ctx.repo.ensure_branch()
     ctx.repo.check_branch_free(ctx.worktree_root)
-    with ctx.phases.traced(), ctx.repo.worktree(ctx.worktree_root / "baseline", tip) as wt:
-        chash = ctx.hash_of(wt, tip)
+    with ctx.phases.traced(), ctx.repo.workdir(ctx.worktree_root / "baseline") as work:
+        wt, chash = work.score(tip), ctx.hash_of(work.store, tip)
         ctx.step("baseline:train", 0)
         train = timer.add(ctx.evaluator.evaluate(wt, chash, splits.train, "train", label="baseline train"))
         ctx.step("baseline:val", 0)
@@ -223,8 +224,8 @@ def score_test(ctx: RunContext) -> Outcome | None:
     best = ctx.store.best()
     if best is None or not ctx.splits.test:
         return None
-    with ctx.phases.traced(), ctx.repo.worktree(ctx.worktree_root / "final-test", best.commit_sha) as wt:
+    with ctx.phases.traced(), ctx.repo.workdir(ctx.worktree_root / "final-test") as work:
         ctx.step("final:test", best.n)
-        out = ctx.evaluator.evaluate(wt, best.code_hash, ctx.splits.test, "test", label="test")
+        out = ctx.evaluator.evaluate(work.score(best.commit_sha), best.code_hash, ctx.splits.test, "test", label="test")
     ctx.store.put("final_test", json.dumps({"score": out.score, "n": len(out.results), "commit": best.commit_sha}))
     return out

@@ -38,6 +38,7 @@ class ReportData:
     events: list[dict[str, Any]]
     gates: dict[int, dict[str, Any]]
     diffs: dict[int, str]
+    sandbox: str = ""          # the coding agent's, as the run resolved it
 
 
 def load(ws: Workspace) -> ReportData:
@@ -50,7 +51,7 @@ def load(ws: Workspace) -> ReportData:
             rows=rows, spend_usd=store.spend_usd(),
             baseline_test=_json(store.get("baseline_test")), final_test=_json(store.get("final_test")),
             runs=[dict(r) for r in store.conn.execute("SELECT * FROM runs ORDER BY id")],
-            events=[dict(e) for e in store.events()[-40:]], gates={}, diffs={},
+            events=[dict(e) for e in store.events()[-40:]], gates={}, diffs={}, sandbox=store.get("sandbox") or "",
         )
     finally:
         store.close()
@@ -114,6 +115,7 @@ class Page:
                           f"<span class=\"rejected\">{n['rejected']} rejected</span>, "
                           f"<span class=\"error\">{n['error']} errors</span>"),
             ("spend", self.spend_text()),
+            ("sandbox", _sandbox_text(self.d.sandbox)),
         ]
         if self.best and self.best.commit_sha:
             cards.append(("best commit", f"<code>{self.esc(self.best.commit_sha[:12])}</code> (iteration {self.best.n})"))
@@ -310,3 +312,9 @@ pre{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px;white-space:pr
 pre.diff .add{color:#1a7f37;background:#e6ffec}pre.diff .del{color:#cf222e;background:#ffebe9}
 pre.diff .hunk{color:#6f42c1}summary{cursor:pointer;color:#0969da}
 """
+
+
+def _sandbox_text(kind: str) -> str:
+    if kind == "none":
+        return "<span class=\"error\">none</span> <span class=\"muted\">(the coding agent ran unconfined, by choice)</span>"
+    return f"<code>{kind}</code>" if kind else "<span class=\"muted\">not recorded</span>"

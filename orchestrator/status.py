@@ -32,6 +32,7 @@ def status_data(cfg: Config) -> dict[str, Any]:
                                               budget_usd=cfg.loop.budget_usd)
             data |= asdict(summary)
             data["events"] = [dict(e) for e in store.events()[-5:]]
+            data["sandbox"] = store.get("sandbox") or ""
         finally:
             store.close()
     hb = read(ws.heartbeat)

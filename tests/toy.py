@@ -208,8 +208,14 @@ class MischiefAgent:
             (wt / self.options["extra"]).write_text("sneaked in\n")
         git(wt, "add", "-A")
         git(wt, "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qm", "agent's own commit")
-        if self.options.get("move_base"):
+        if self.options.get("move_base"):  # in its own repository: harmless
             git(wt, "update-ref", "refs/heads/main", "HEAD")
+        if self.options.get("target"):  # the target's own git, as an unsandboxed agent could
+            target = Path(self.options["target"])
+            git(target, "symbolic-ref", "HEAD", "refs/heads/autoharness")
+            git(target, "config", "core.fsmonitor", f"touch {target}/fsmonitor-ran")
+            (target / ".git" / "hooks" / "post-checkout").write_text(f"#!/bin/sh\ntouch {target}/hook-ran\n")
+            (target / ".git" / "hooks" / "post-checkout").chmod(0o755)
         return Proposal(ProposalStatus.OK, summary="taught beta")
 
     def check(self):

@@ -63,11 +63,11 @@ def run_shim(
     timeout_s: float,
     cwd: Path | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
-    held_out: bool = False,
     read_only: Sequence[Path] = (),
+    outputs: Sequence[Path] = (),
 ) -> ShimRun:
     """Run `SHIMS/script` with one request, in a private temporary folder (its working folder unless `cwd`
-    is given), contained when `held_out` (benchmarks/containment.py). The request carries a fresh token;
+    is given), contained (benchmarks/containment.py): `outputs` are the folders it may write (traces). The request carries a fresh token;
     an event without it is ignored."""
     reports = Reports(new_token())
     events: list[dict[str, Any]] = []
@@ -86,7 +86,7 @@ def run_shim(
 
     # The interpreter's environment (a venv's root) and the shims stay visible inside the sandbox.
     frozen = [*read_only, SHIMS, Path(python).parent.parent]
-    with task_space(held_out=held_out, read_only=frozen, writable=[cwd] if cwd else []) as space:
+    with task_space(read_only=frozen, writable=[cwd] if cwd else [], outputs=outputs) as space:
         res = run_process(space.argv([str(python), str(SHIMS / script)]), cwd=cwd or space.scratch,
                           env=space.env(env), stdin=json.dumps({**request, "token": reports.token}) + "\n",
                           timeout_s=timeout_s, on_line=on_line, cap_chars=50_000)

@@ -72,8 +72,10 @@ class BackendConfig(Strict):
 
 class BackendSection(BackendConfig):
     fallback: list[BackendConfig] = []
-    sandbox: Literal["none", "bwrap"] = "none"   # for every backend of the run: see orchestrator/sandbox.py
-    sandbox_hide: list[Path] = []                # more folders to hide from the coding agent
+    sandbox: Literal["auto", "bwrap", "docker", "none"] = "auto"  # for every backend: see core/sandbox.py
+    sandbox_hide: list[Path] = []                # more folders to hide from the coding agent (bwrap)
+    sandbox_image: str = "autoharness-sandbox"   # docker: the image the coding agent runs in
+    sandbox_mounts: list[Path] = []              # docker: host folders shown read-only (a toolchain)
 
 
 class GateConfig(Strict):

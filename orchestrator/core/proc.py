@@ -206,12 +206,37 @@ def run_process(
 GIT_TIMEOUT_S = 300.0
 
 
+# Every git call of ours runs no hook and no fsmonitor, whatever a repo's config says: a coding agent that
+# wrote one into a repository must not get it run by autoharness, outside its sandbox. (Filters and
+# attributes are kept out by taking and writing files as raw blobs: see core/gittree.py.)
+GIT_SAFE = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false")
+
+
 def git(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout_s: float = GIT_TIMEOUT_S,
         check: bool = True) -> ProcResult:
     """Run `git args...` in `cwd` through run_process (timeout, process bookkeeping). With `check`, a failure
     raises GitError naming the command and git's own last words."""
-    res = run_process(["git", *args], cwd=cwd, env=env, timeout_s=timeout_s, redact_output=False)
+    res = run_process(["git", *GIT_SAFE, *args], cwd=cwd, env=env, timeout_s=timeout_s, redact_output=False)
     if check and not res.ok:
-        why = "timed out" if res.timed_out else (res.stderr.strip() or res.stdout.strip() or f"exit {res.returncode}")
-        raise GitError(redact(f"git {' '.join(args[:3])} failed in {cwd}: {why[-500:]}", secret_values(env)))
+        _git_failed(args, cwd, env, res.stderr or res.stdout, res.returncode, res.timed_out)
     return res
+
+
+def git_bytes(*args: str, cwd: Path, env: Mapping[str, str] | None = None, stdin: bytes = b"",
+              timeout_s: float = GIT_TIMEOUT_S) -> bytes:
+    """`git args...` with raw bytes in and out (blobs are not text); a failure raises GitError."""
+    try:
+        res = subprocess.run(["git", *GIT_SAFE, *args], cwd=cwd, env=dict(env) if env is not None else None,
+                             input=stdin, capture_output=True, timeout=timeout_s, start_new_session=True,
+                             preexec_fn=_pdeathsig())
+    except subprocess.TimeoutExpired:
+        _git_failed(args, cwd, env, "", None, True)
+    if res.returncode != 0:
+        _git_failed(args, cwd, env, res.stderr.decode("utf-8", "replace"), res.returncode, False)
+    return res.stdout
+
+
+def _git_failed(args: tuple[str, ...], cwd: Path, env: Mapping[str, str] | None, output: str,
+                code: int | None, timed_out: bool) -> None:
+    why = "timed out" if timed_out else (output.strip() or f"exit {code}")
+    raise GitError(redact(f"git {' '.join(args[:3])} failed in {cwd}: {why[-500:]}", secret_values(env)))

@@ -1,50 +1,117 @@
-"""An optional filesystem sandbox for the coding agent (bubblewrap), so "it sees one worktree and the
-train traces" is enforced, not only asked for.
+"""Sandboxes for the processes autoharness does not trust: the coding agent's, and a candidate's code during
+held-out benchmark runs.
 
-Inside, the machine looks as usual (tools, interpreters, the network for the model API) except that the
-run's records, the benchmark's files, the config folder and the target's own checkout are empty folders.
-The candidate worktree and the target's git database stay visible and writable; anything else written in
-a hidden folder lands in a throwaway tmpfs.
+One interface, `Sandbox.wrap(argv) -> argv`, so every caller keeps running its command through `run_process`
+(timeouts, output caps, kills) whatever the kind:
+
+- `Bwrap` (bubblewrap): its own PID and IPC namespaces with a fresh `/proc`, so nothing inside sees the
+  processes outside (their `/proc/<pid>/root` and `/proc/<pid>/environ`), and every process started
+  inside dies with the namespace's first process, `setsid` or not; a private `/tmp`; the host read-only
+  (or writable, for a benchmark that writes its own outputs), hidden folders shown empty, and only the
+  folders the caller binds writable.
+- `Docker` (orchestrator/core/sandbox_docker.py): a container through the docker SDK, for machines
+  without user namespaces.
+
+`backend.sandbox = "auto"` takes bubblewrap when it runs here, else docker when its engine answers and the
+image is there, else refuses: running the coding agent unconfined is an explicit choice ("none").
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 from orchestrator.core.errors import ConfigError
 
+KINDS = ("auto", "bwrap", "docker", "none")
+
+
+class Sandbox(ABC):
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def wrap(self, argv: list[str], writable: Sequence[Path] = (), visible: Sequence[Path] = ()) -> list[str]:
+        """The argv that runs `argv` inside. `writable` adds the caller's own folders (a CLI's private
+        home); `visible` names files that must stay readable (the CLI's own program)."""
+
 
 @dataclass
-class Sandbox:
-    hide: list[Path]                                  # shown as empty folders
-    bind: list[Path] = field(default_factory=list)    # stay visible and writable, even inside a hidden folder
+class Bwrap(Sandbox):
+    kind: ClassVar[str] = "bwrap"
+    hide: list[Path] = field(default_factory=list)       # shown as empty folders
+    bind: list[Path] = field(default_factory=list)       # writable, even inside a hidden folder
+    read_only: list[Path] = field(default_factory=list)  # readable, even inside a hidden folder
+    host_writable: bool = False                          # the rest of the host: read-only unless set
     binary: str = "bwrap"
 
-    def wrap(self, argv: list[str], writable: list[Path] = (), visible: list[Path] = ()) -> list[str]:
-        """The argv that runs `argv` in the sandbox.
-
-        `writable` adds the caller's own paths (a CLI's private home); a folder holding anything in
-        `visible` (the CLI's own program) is not hidden, nor is `/`.
-        """
-        binds = [p.resolve() for p in [*self.bind, *writable]]
+    def wrap(self, argv: list[str], writable: Sequence[Path] = (), visible: Sequence[Path] = ()) -> list[str]:
         keep = [p.resolve() for p in visible]
-        args = [self.binary, "--die-with-parent", "--dev-bind", "/", "/"]
+        args = [self.binary, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--new-session",
+                "--bind" if self.host_writable else "--ro-bind", "/", "/",
+                "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
         for path in sorted({p.resolve() for p in self.hide}, key=lambda p: len(p.parts)):
             if path.exists() and path != Path("/") and not any(k.is_relative_to(path) for k in keep):
                 args += ["--tmpfs", str(path)]
-        for path in binds:  # after the tmpfs mounts, so a bound folder inside a hidden one shows again
+        # After the tmpfs mounts, so a bound folder inside a hidden one shows again; parents before children.
+        # A visible program's own folder is bound read-only too: it may live under the private /tmp.
+        shown = [*self.read_only, *(k if k.is_dir() else k.parent for k in keep)]
+        mounts = {p.resolve(): "--bind" for p in [*self.bind, *writable]}
+        mounts.update({p.resolve(): "--ro-bind" for p in shown if p.resolve() not in mounts})
+        for path in sorted(mounts, key=lambda p: len(p.parts)):
             if path.exists():
-                args += ["--bind", str(path), str(path)]
+                args += [mounts[path], str(path), str(path)]
         return [*args, "--", *argv]
 
 
-def build(kind: str, hide: list[Path], bind: list[Path]) -> Sandbox | None:
-    """The sandbox `backend.sandbox` asks for: None for "none"."""
-    if kind == "none":
-        return None
+@lru_cache(maxsize=1)
+def bwrap_problem() -> str:
+    """Why bubblewrap cannot run its namespaces here ("" when it can)."""
     binary = shutil.which("bwrap")
     if binary is None:
-        raise ConfigError("backend.sandbox: bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)")
-    return Sandbox(hide=hide, bind=bind, binary=binary)
+        return "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    try:
+        res = subprocess.run(Bwrap(binary=binary).wrap(["true"]), capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap cannot start: {exc}"
+    if res.returncode != 0:
+        return f"bwrap cannot create its namespaces here: {(res.stderr.strip() or '?').splitlines()[-1][:200]}"
+    return ""
+
+
+def choose(kind: str, image: str) -> tuple[str, str]:
+    """The sandbox kind a run will use and why, or ConfigError when the one asked for cannot run here."""
+    from orchestrator.core import sandbox_docker  # the docker SDK is imported only when asked for
+
+    if kind == "none":
+        return "none", "chosen explicitly (backend.sandbox = \"none\"): the coding agent runs unconfined"
+    if kind in ("auto", "bwrap"):
+        problem = bwrap_problem()
+        if not problem:
+            return "bwrap", "bubblewrap: own PID, IPC and mount namespaces, host read-only"
+        if kind == "bwrap":
+            raise ConfigError(f"backend.sandbox: {problem}")
+    problem = sandbox_docker.problem(image)
+    if not problem:
+        return "docker", f"docker container from image {image!r}"
+    if kind == "docker":
+        raise ConfigError(f"backend.sandbox: {problem}")
+    raise ConfigError(f"backend.sandbox = \"auto\": no sandbox can run here ({bwrap_problem()}; {problem}); "
+                      "install bubblewrap, or start docker with the image, or set backend.sandbox = \"none\"")
+
+
+def build(kind: str, hide: list[Path], bind: list[Path], read_only: list[Path] = (), *, image: str = "",
+          mounts: list[Path] = ()) -> Sandbox | None:
+    """The sandbox `backend.sandbox` asks for: None for "none"."""
+    chosen, _ = choose(kind, image)
+    if chosen == "none":
+        return None
+    if chosen == "bwrap":
+        return Bwrap(hide=list(hide), bind=list(bind), read_only=list(read_only), binary=shutil.which("bwrap") or "bwrap")
+    from orchestrator.core.sandbox_docker import Docker
+    return Docker(bind=list(bind), read_only=list(read_only), image=image, mounts=list(mounts))

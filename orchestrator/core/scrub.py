@@ -45,7 +45,20 @@ def _forms(value: str) -> set[str]:
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     for value in secrets:
-        text = text.replace(value, REDACTED)
+        text = _cut_edges(text.replace(value, REDACTED), value)
+    return text
+
+
+def _cut_edges(text: str, value: str) -> str:
+    """A text cut to length before it reached us may end with a secret's head or start with its tail:
+    hide such a piece too, when it is long enough to matter."""
+    for k in range(min(len(value) - 1, len(text)), MIN_SECRET_CHARS - 1, -1):
+        if text.endswith(value[:k]):
+            text = text[:-k] + REDACTED
+            break
+    for k in range(min(len(value) - 1, len(text)), MIN_SECRET_CHARS - 1, -1):
+        if text.startswith(value[-k:]):
+            return REDACTED + text[k:]
     return text
 
 

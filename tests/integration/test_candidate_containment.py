@@ -4,6 +4,7 @@ and a task reported twice. Each is refused or contained, and the benchmark is as
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import tempfile
 import uuid
@@ -118,8 +119,14 @@ def test_rewriting_the_task_file_in_a_val_run_is_refused(tmp_path):
 
 
 def test_rewriting_the_task_file_in_any_run_stops_the_night_loudly(tmp_path):
+    # Where bubblewrap runs, the write is refused in every run (above); where it cannot, the benchmark's
+    # files are still checked around every run. A PATH without bwrap plays that machine.
     toy = candidate(tmp_path, REWRITE_TASKS.format(always=True))
-    res = cli(toy, "run", "--once", check=False)
+    toy.config.write_text(toy.config.read_text().replace('kind = "replay"', 'kind = "replay"\nsandbox = "none"'))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "git").symlink_to(shutil.which("git"))
+    res = cli(toy, "run", "--once", check=False, env={"PATH": str(bindir)})
     assert res.returncode != 0
     assert "benchmark" in (res.stdout + res.stderr) and "changed" in (res.stdout + res.stderr)
     assert events(toy, "benchmark_changed"), "no event in the store"
@@ -142,3 +149,30 @@ def test_held_out_text_written_to_tmp_does_not_survive_the_run(tmp_path):
     finally:
         for path in places:
             path.unlink(missing_ok=True)
+
+
+# Candidate code: in any run (the suite's train tasks run it first), writes into the orchestrator's records.
+FORGE_RECORDS = """\
+from pathlib import Path
+KNOWN = ['alpha']
+for _name in ("state.db", "forged.txt", "splits.json"):
+    try:
+        with open(Path({workspace!r}) / _name, "a") as _fh:
+            _fh.write("forged")
+    except OSError:
+        pass
+"""
+
+
+def test_candidate_code_cannot_write_the_records_in_any_run(tmp_path):
+    need_bwrap()
+    toy = make_toy(tmp_path, TASKS, SPLIT)
+    toy.add_patch("0001-candidate.patch", {"agent/skills.py": FORGE_RECORDS.format(workspace=str(toy.workspace))},
+                  message="A candidate")
+    cli(toy, "baseline")
+    splits = (toy.workspace / "splits.json").read_bytes()
+    cli(toy, "run", "--once")
+    assert not (toy.workspace / "forged.txt").exists()
+    assert (toy.workspace / "splits.json").read_bytes() == splits
+    assert b"forged" not in (toy.workspace / "state.db").read_bytes()
+    assert sqlite3.connect(toy.workspace / "state.db").execute("PRAGMA integrity_check").fetchone()[0] == "ok"

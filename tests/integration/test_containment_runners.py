@@ -107,7 +107,7 @@ print(json.dumps({"task_id": "t1", "reward": 1.0, "error": wrote + " " + tempfil
 """
 
 
-def test_a_held_out_run_cannot_change_the_benchmark_or_leave_files(tmp_path):
+def test_a_run_cannot_change_the_benchmark_or_leave_files(tmp_path):
     need_bwrap()
     marker = f"autoharness-probe-{uuid.uuid4().hex}"
     runner = command(tmp_path, HELD_OUT_PROBE.replace("{marker}", marker))
@@ -116,9 +116,9 @@ def test_a_held_out_run_cannot_change_the_benchmark_or_leave_files(tmp_path):
         assert got.error.startswith("refused ") and (tmp_path / "bench" / "tasks.json").read_text() == '{"t1": "answer"}'
         scratch = Path(got.error.split(" ", 1)[1])
         assert not scratch.exists() and not (Path("/tmp") / marker).exists()
-        # A train run is not sandboxed (it writes traces); only its TMPDIR is private.
+        # A train run is contained the same way; only its traces folder is writable.
         got = runner.run(agent(tmp_path), ["t1"], traces_dir=tmp_path / "traces")["t1"]
-        assert got.error.startswith("yes ") and (Path("/tmp") / marker).exists()
+        assert got.error.startswith("refused ") and not (Path("/tmp") / marker).exists()
     finally:
         (Path("/tmp") / marker).unlink(missing_ok=True)
 
@@ -137,5 +137,5 @@ def test_the_shim_channel_ignores_untokened_lines_and_flags_conflicts(tmp_path):
 
 
 def test_doctor_says_how_held_out_runs_are_contained(tmp_path):
-    check = {c.name: c for c in command(tmp_path, "print('t1')\n").check()}["held-out runs contained"]
+    check = {c.name: c for c in command(tmp_path, "print('t1')\n").check()}["benchmark runs contained"]
     assert not check.fatal and ("bubblewrap" in check.detail or "TMPDIR only" in check.detail)

@@ -30,7 +30,7 @@ from benchmarks.example import (
 from orchestrator.core.config import Config, load_config
 from orchestrator.demo import make_demo
 from orchestrator.driver import Driver
-from orchestrator.guard import added_lines, id_pattern, is_editable
+from orchestrator.guard import id_pattern, is_editable
 from orchestrator.logs import LOGGER, configure_logging
 from orchestrator.store import IterationRecord, Store
 
@@ -184,7 +184,7 @@ def test_only_0002_touches_files_outside_the_editable_globs(history):
 def test_no_patch_names_a_held_out_task(history):
     held_out = SPLIT["val"] + SPLIT["test"]
     for step in STEPS[1:]:
-        lines = added_lines(history[step].diff)
+        lines = [ln[1:] for ln in history[step].diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
         assert not [t for t in held_out if any(id_pattern(t).search(line) for line in lines)], step
 
 

@@ -217,23 +217,32 @@ def test_guard_rejects_a_leaked_secret(tmp_path):
 @pytest.mark.parametrize(("options", "decision"), [
     ("", "accepted"),
     ('extra = "README.md"', "rejected"),
-    ("move_base = true", "rejected"),
+    ("move_base = true", "accepted"),   # its own repository's main: nothing of the target moved
+    ("target = true", "rejected"),
 ])
 def test_commits_and_ref_moves_by_the_agent_cannot_slip_past(tmp_path, options, decision):
     toy = make_toy(tmp_path, TASKS, SPLIT, backend=f'kind = "tests.toy:MischiefAgent"\n[backend.options]\n{options}')
+    if options.startswith("target"):
+        toy.config.write_text(toy.config.read_text().replace("target = true", f'target = "{toy.target}"'))
     main_before = toy.git("rev-parse", "main")
+    config_before = (toy.target / ".git" / "config").read_bytes()
     cli(toy, "baseline")
     cli(toy, "run", "--once")
     row = tsv(toy)[1]
     assert row["decision"] == decision, row
     assert toy.git("rev-parse", "main") == main_before
+    assert toy.git("symbolic-ref", "HEAD") == "refs/heads/main"
+    assert (toy.target / ".git" / "config").read_bytes() == config_before
+    assert not (toy.target / ".git" / "hooks" / "post-checkout").exists()
+    assert not (toy.target / "fsmonitor-ran").exists() and not (toy.target / "hook-ran").exists()
     log = toy.git("log", "--format=%s", "autoharness").splitlines()
     if decision == "accepted":
         # One commit of ours on top of base; the agent's own commit is folded into it.
         assert log == ["autoharness: iteration 1, val 0.2500 -> 0.7500", "initial"]
     else:
         assert log == ["initial"]
-        assert ("README.md" in row["reason"]) if "extra" in options else ("refs/heads/main" in row["reason"])
+        assert ("README.md" in row["reason"]) if "extra" in options else ("git database" in row["reason"])
+    cli(toy, "run", "--once")  # the next run starts: the target is as it was
 
 
 def test_fresh_workspace_refuses_a_branch_left_by_an_earlier_run(queued):

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from orchestrator.core.proc import run_process
-from orchestrator.core.sandbox import Sandbox
+from orchestrator.core.sandbox import Bwrap
 from tests.helpers import need_bwrap
 from tests.toy import SPLIT, TASKS, cli, make_toy, tsv
 
@@ -24,14 +24,14 @@ def test_wrap_hides_and_keeps(tmp_path):
     kept.mkdir(parents=True)
     (hidden / "answer.txt").write_text("42")
     (kept / "mine.txt").write_text("mine")
-    box = Sandbox(hide=[hidden], bind=[kept], binary=shutil.which("bwrap"))
+    box = Bwrap(hide=[hidden], bind=[kept], binary=shutil.which("bwrap"))
     res = run_process(box.wrap(["bash", "-c", "ls; cat ../answer.txt; cat mine.txt; echo new > new.txt; "
                                               "echo lost > ../lost.txt"]), cwd=kept)
     assert "No such file" in res.stderr and "42" not in res.stdout and "mine" in res.stdout
     assert (kept / "new.txt").read_text() == "new\n"      # the bound folder is writable, for real
     assert not (hidden / "lost.txt").exists()             # writes elsewhere in a hidden folder vanish
     # A folder holding the program that must run stays visible.
-    res = run_process(Sandbox(hide=[hidden], binary=shutil.which("bwrap")).wrap(["cat", "answer.txt"],
+    res = run_process(Bwrap(hide=[hidden], binary=shutil.which("bwrap")).wrap(["cat", "answer.txt"],
                                                                                 visible=[hidden / "answer.txt"]),
                       cwd=hidden)
     assert res.stdout == "42"

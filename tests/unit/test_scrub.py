@@ -83,3 +83,11 @@ def test_a_file_is_rewritten_only_when_it_holds_something_to_hide(tmp_path, back
     scrub.file(tmp_path / "missing.patch")
     assert json.loads(dirty.read_text()) == {"text": f"{REDACTED} answers {HELD_OUT}"}
     assert clean.read_bytes() == b"+KNOWN = ['alpha']\n\xff\n" and clean.stat().st_mtime_ns == before
+
+
+def test_a_secret_cut_at_either_edge_is_hidden_too():
+    from orchestrator.core.scrub import REDACTED, redact
+    key = "sk-live-0123456789abcdefghij"
+    assert redact(f"the model refused: {key}"[:30], [key]) == "the model refused: " + REDACTED
+    assert redact(f"{key} was printed"[-20:], [key]) == REDACTED + " was printed"
+    assert redact("ends with sk-l", [key]) == "ends with sk-l"  # a few characters say nothing
