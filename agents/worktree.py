@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 
 from orchestrator.core.errors import GitError, WorktreeError
-from orchestrator.core.gittree import ObjectStore, Refused
+from orchestrator.core.gittree import EXCLUDES, ObjectStore, Refused
 from orchestrator.core.proc import git
 
 
@@ -61,7 +61,8 @@ class WorktreeSnapshot:
         index = self.scratch / "clean.index"
         if not index.exists():
             self.store.git("read-tree", self.tree, index=index)
-        out = self.store.git(f"--work-tree={self.worktree}", "ls-files", "-z", *ls_files, index=index, cwd=self.worktree)
+        out = self.store.git("-c", f"core.excludesFile={EXCLUDES}", f"--work-tree={self.worktree}", "ls-files", "-z",
+                             *ls_files, index=index, cwd=self.worktree)
         return os.fsdecode(out)
 
     def restore(self) -> None:
@@ -79,6 +80,7 @@ class WorktreeSnapshot:
                         shutil.rmtree(target)
                     else:
                         target.unlink(missing_ok=True)
+                    self._prune_empty(target.parent)
             self.store.write_files(self.tree, self.worktree)
         except (GitError, OSError) as exc:
             raise WorktreeError(f"cannot restore {self.worktree}: {exc}") from exc
@@ -86,6 +88,15 @@ class WorktreeSnapshot:
             shutil.copyfile(self.saved_index, self.index)
         else:
             self.index.unlink(missing_ok=True)
+
+    def _prune_empty(self, folder: Path) -> None:
+        """Folders emptied by the clean-up go too, up to the worktree (as `git clean -d` would)."""
+        while folder != self.worktree and folder.is_relative_to(self.worktree):
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
 
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)

@@ -245,6 +245,26 @@ class PeekingAgent:
         return []
 
 
+def run_blind(root: Path, sandbox: str) -> str:
+    """`baseline` then `run --once` with PeekingAgent in the sandbox `sandbox` (config lines): asserts it saw
+    none of the benchmark, the records, the checkout or the config, and returns what git said inside."""
+    toy = make_toy(root, TASKS, SPLIT, backend=f'kind = "tests.toy:PeekingAgent"\n{sandbox}\n[backend.options]\nlooks = []')
+    looks = [str(toy.bench / "tasks.json"), str(toy.workspace / "results.tsv"), str(toy.target / "README.md"),
+             str(toy.config)]
+    toy.config.write_text(toy.config.read_text().replace("looks = []", f"looks = {json.dumps(looks)}"))
+    cli(toy, "baseline")
+    cli(toy, "run", "--once")
+    row = tsv(toy)[1]
+    assert row["decision"] == "accepted", row  # the shell in the sandbox edited the checkout
+    peek = toy.git("show", "autoharness:agent/peek.txt")
+    for path in looks:
+        assert f"== {path}" in peek
+    assert peek.count("No such file") >= 2 * len(looks)
+    assert "tr-alpha-0" not in peek and "iteration\tval_score" not in peek and "toy agent" not in peek
+    assert "[target]" not in peek
+    return toy.git("show", "autoharness:agent/git.txt")
+
+
 def cli(toy: Toy, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real `autoharness` command on the toy's config."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
