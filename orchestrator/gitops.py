@@ -63,10 +63,13 @@ class Workdir:
         (dest / ".git" / "objects" / "info" / "alternates").write_text(f"{self.repo.objects}\n")
         if (self.repo.common_dir / "shallow").is_file():
             shutil.copyfile(self.repo.common_dir / "shallow", dest / ".git" / "shallow")
-        run("update-ref", f"refs/heads/{self.repo.branch}", commit)
-        run("symbolic-ref", "HEAD", f"refs/heads/{self.repo.branch}")
-        for key, value in (("user.name", AUTHOR["GIT_AUTHOR_NAME"]), ("user.email", AUTHOR["GIT_AUTHOR_EMAIL"])):
-            run("config", key, value)
+        # HEAD on the run's branch name, and an identity for the agent's own commits: written, not spawned.
+        branch = dest / ".git" / "refs" / "heads" / self.repo.branch
+        branch.parent.mkdir(parents=True, exist_ok=True)
+        branch.write_text(f"{commit}\n")
+        (dest / ".git" / "HEAD").write_text(f"ref: refs/heads/{self.repo.branch}\n")
+        with (dest / ".git" / "config").open("a") as config:
+            config.write(f"[user]\n\tname = {AUTHOR['GIT_AUTHOR_NAME']}\n\temail = {AUTHOR['GIT_AUTHOR_EMAIL']}\n")
         run("read-tree", "HEAD")
         git("update-index", "-q", "--refresh", cwd=dest, env=env, check=False)  # so `git status` starts clean
         return dest

@@ -2,7 +2,8 @@
 
 Prints: demo wall time; per-iteration orchestration overhead (time outside the benchmark and the backend);
 task runs saved by the cache and by early stops; restart-to-resume time after a SIGKILL; the daemon's idle
-CPU and memory while it waits for its window.
+CPU and memory while it waits for its window; what containment costs (a sandboxed command's start-up, the
+coding agent's private checkout and taking its files back as a tree).
 """
 
 from __future__ import annotations
@@ -111,9 +112,49 @@ def idle_figures(root: Path) -> None:
         proc.wait(timeout=60)
 
 
+def median_s(run, n: int = 15) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[n // 2]
+
+
+def containment_figures(root: Path) -> None:
+    from orchestrator.core.proc import run_process
+    from orchestrator.core.sandbox import Bwrap, bwrap_problem
+    from orchestrator.core.sandbox_docker import Docker, problem
+    from orchestrator.gitops import TargetRepo
+
+    boxes = {"none": None}
+    if not bwrap_problem():
+        boxes["bwrap (coding agent)"] = Bwrap(hide=[root / "hidden"], bind=[root])
+        boxes["bwrap (benchmark run)"] = Bwrap(read_only=[root / "hidden"], bind=[root], host_writable=True)
+    if not problem("autoharness-sandbox-test"):
+        boxes["docker (test image)"] = Docker(bind=[root], read_only=[], image="autoharness-sandbox-test",
+                                              mounts=[Path("/usr")])
+    base = median_s(lambda: run_process(["true"], cwd=root))
+    for name, box in boxes.items():
+        argv = ["true"] if box is None else box.wrap(["true"])
+        took = median_s(lambda argv=argv: run_process(argv, cwd=root), n=5 if "docker" in name else 15)
+        print(f"sandboxed command start-up, {name}: median {took * 1000:.0f} ms ({took / base:.1f}x a bare command)")
+    cfg = load_config(make_demo(root / "checkout"))
+    repo = TargetRepo(cfg.target.repo, cfg.target.base, cfg.target.branch)
+    tip = repo.sha(cfg.target.base)
+    with repo.workdir(root / "work") as work:
+        checkout = median_s(lambda: work.checkout(tip))
+        take = median_s(lambda: work.take(tip))
+        score = median_s(lambda: work.score(tip))
+        files = len(work.store.entries(tip))
+    print(f"private checkout of the example ({files} files): checkout {checkout * 1000:.0f} ms, take as a tree "
+          f"{take * 1000:.0f} ms, write out to score {score * 1000:.0f} ms")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="autoharness-bench-") as tmp:
         root = Path(tmp)
+        containment_figures(root)
         loop_figures(root)
         restart_figures(root)
         idle_figures(root)
