@@ -16,6 +16,7 @@ score, or leave held-out data behind. Every runner that starts task processes go
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shutil
 import tempfile
@@ -71,12 +72,22 @@ class Space:
     scratch: Path
     sandbox: Bwrap | None
 
-    def argv(self, argv: list[str]) -> list[str]:
-        return self.sandbox.wrap(argv) if self.sandbox is not None else argv
+    def argv(self, argv: list[str], path: str | None = None) -> list[str]:
+        if self.sandbox is None:
+            return argv
+        return self.sandbox.wrap(argv, visible=launcher_prefix(argv[0], path))
 
     def env(self, env: Mapping[str, str]) -> dict[str, str]:
         scratch = str(self.scratch)
         return {**env, "TMPDIR": scratch, "TMP": scratch, "TEMP": scratch}
+
+
+def launcher_prefix(program: str, path: str | None = None) -> list[Path]:
+    """The installation a benchmark's program runs from (a virtualenv, /usr/local), as it is named rather
+    than resolved: a virtualenv's python finds its packages from there. It stays readable inside the
+    sandbox even where it lives under the private /tmp."""
+    found = shutil.which(program, path=path)
+    return [Path(os.path.abspath(found)).parent.parent] if found else []
 
 
 @contextmanager

@@ -18,6 +18,7 @@ image is there, else refuses: running the coding agent unconfined is an explicit
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
@@ -60,13 +61,31 @@ class Bwrap(Sandbox):
                 args += ["--tmpfs", str(path)]
         # After the tmpfs mounts, so a bound folder inside a hidden one shows again; parents before children.
         # A visible program's own folder is bound read-only too: it may live under the private /tmp.
-        shown = [*self.read_only, *(k if k.is_dir() else k.parent for k in keep)]
+        shown = [*self.read_only, *(k if k.is_dir() else program_folder(k) for k in keep)]
         mounts = {p.resolve(): "--bind" for p in [*self.bind, *writable]}
         mounts.update({p.resolve(): "--ro-bind" for p in shown if p.resolve() not in mounts})
         for path in sorted(mounts, key=lambda p: len(p.parts)):
             if path.exists():
                 args += [mounts[path], str(path), str(path)]
-        return [*args, "--", *argv]
+        return [*args, "--", *by_real_path(argv, visible)]
+
+
+def program_folder(program: Path) -> Path:
+    """The folder a program needs: its own, or the whole npm tree it was installed in (codex's launcher
+    loads its platform binary from a sibling package)."""
+    real = program.resolve()
+    if "node_modules" in real.parts:
+        return Path(*real.parts[: real.parts.index("node_modules") + 1])
+    return real.parent
+
+
+def by_real_path(argv: list[str], visible: Sequence[Path]) -> list[str]:
+    """Call a program by its real path when that is what `visible` shows: npm's `.bin/claude` is a link
+    whose own folder may not be there inside."""
+    found = (argv[0] if os.sep in argv[0] else shutil.which(argv[0])) if argv else None
+    if found and Path(found).resolve() in {p.resolve() for p in visible}:
+        return [str(Path(found).resolve()), *argv[1:]]
+    return argv
 
 
 @lru_cache(maxsize=1)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from orchestrator.core.sandbox import Sandbox
+from orchestrator.core.sandbox import Sandbox, by_real_path, program_folder
 
 LABEL = "autoharness.sandbox.runner"   # "<host>/<pid>/<start time>" of the runner that owns the container
 PIDS_LIMIT = 1024                      # threads count too: a node CLI starts a dozen
@@ -78,31 +78,14 @@ class Docker(Sandbox):
                 "docker_env": {k: v for k, v in os.environ.items() if k.startswith("DOCKER_")}}
         # -P: the runner runs outside the container, in the worktree; a `docker.py` there must not load.
         return [sys.executable, "-P", "-m", "orchestrator.core.sandbox_docker", json.dumps(spec), "--",
-                *_program(argv, visible)]
+                *by_real_path(argv, visible)]
 
     def _mounts(self, writable: Sequence[Path], visible: Sequence[Path]) -> dict[str, bool]:
         """Host path -> read-only, for the paths that exist; a writable mount wins over a read-only one."""
-        ro = [*self.read_only, *self.mounts, *(_program_folder(p) for p in visible)]
+        ro = [*self.read_only, *self.mounts, *(program_folder(p) for p in visible)]
         table = {str(p.resolve()): True for p in ro}
         table.update({str(p.resolve()): False for p in [*self.bind, *writable]})
         return {path: read_only for path, read_only in sorted(table.items()) if Path(path).exists()}
-
-
-def _program_folder(program: Path) -> Path:
-    """The folder a program needs: its own, or the whole npm tree it was installed in (codex's launcher
-    loads its platform binary from a sibling package)."""
-    real = program.resolve()
-    if "node_modules" in real.parts:
-        return Path(*real.parts[: real.parts.index("node_modules") + 1])
-    return real.parent
-
-
-def _program(argv: list[str], visible: Sequence[Path]) -> list[str]:
-    """Call a program by its real path when that is what `visible` shows: npm's `.bin/claude` is a link
-    whose folder is not mounted."""
-    if argv and os.sep in argv[0] and Path(argv[0]).resolve() in {p.resolve() for p in visible}:
-        return [str(Path(argv[0]).resolve()), *argv[1:]]
-    return argv
 
 
 # -- the runner (outside the container, one per wrapped command)
