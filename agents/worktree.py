@@ -11,14 +11,13 @@ subfolder of a larger one would remove what the request does not own.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
 
 from orchestrator.core.errors import GitError, WorktreeError
-from orchestrator.core.gittree import EXCLUDES, ObjectStore, Refused
+from orchestrator.core.gittree import CannotTake, ObjectStore
 from orchestrator.core.proc import git
 
 
@@ -41,9 +40,8 @@ class WorktreeSnapshot:
                 shutil.copyfile(self.index, self.saved_index)
             self.tree = self.store.take(self.worktree, self.head or None)
             # Ignored entries present now (folders collapsed) stay when ignored files are cleaned.
-            listing = self._store("--others", "--ignored", "--exclude-standard", "--directory")
-            self.ignored = [p for p in listing.split("\0") if p]
-        except (GitError, Refused) as exc:
+            self.ignored = self._store("--others", "--ignored", "--exclude-standard", "--directory")
+        except (GitError, CannotTake) as exc:
             self.close()
             raise WorktreeError(f"cannot snapshot {worktree}: {exc}") from exc
         except BaseException:
@@ -57,13 +55,11 @@ class WorktreeSnapshot:
         except GitError as exc:  # a BackendError, so a proposal reports it instead of crashing the loop
             raise WorktreeError(str(exc)) from exc
 
-    def _store(self, *ls_files: str) -> str:
+    def _store(self, *ls_files: str) -> list[str]:
         index = self.scratch / "clean.index"
         if not index.exists():
             self.store.git("read-tree", self.tree, index=index)
-        out = self.store.git("-c", f"core.excludesFile={EXCLUDES}", f"--work-tree={self.worktree}", "ls-files", "-z",
-                             *ls_files, index=index, cwd=self.worktree)
-        return os.fsdecode(out)
+        return self.store.listing(self.worktree, index, *ls_files)
 
     def restore(self) -> None:
         """Put HEAD, the index and every file back as they were; raises WorktreeError when git cannot."""
@@ -73,7 +69,7 @@ class WorktreeSnapshot:
             # What the snapshot's tree does not list was added since, and goes first (a folder may stand where
             # a file was); ignored entries that were there before stay.
             kept = {p.rstrip("/") for p in self.ignored}
-            for path in sorted(p for p in self._store("--others").split("\0") if p):
+            for path in sorted(self._store("--others")):
                 if not any(path == k or path.startswith(k + "/") for k in kept):
                     target = self.worktree / path
                     if target.is_dir() and not target.is_symlink():

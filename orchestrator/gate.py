@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator import guard
 from orchestrator.core.errors import Rejected, Stage
-from orchestrator.core.gittree import Refused
+from orchestrator.core.gittree import CannotTake
 from orchestrator.core.workspace import atomic_write
 from orchestrator.evaluate import StopRule, Timer
 from orchestrator.store import IterationRecord, Store, StoredResult
@@ -66,11 +66,12 @@ def judge(ctx: RunContext, work: Workdir, best: IterationRecord, suite: Suite, t
     if git_changed:
         raise verdict.reject(Stage.GUARD, "the proposal changed the target's git database (put back): "
                                           + ", ".join(git_changed[:5]))
+    base = work.store.tree_of(best.commit_sha)
     try:
-        tree, changes = work.take(best.commit_sha)
-    except Refused as exc:
+        tree, changes = work.take(base)
+    except CannotTake as exc:
         raise verdict.reject(Stage.GUARD, str(exc)) from None
-    diff = work.store.patch(work.store.tree_of(best.commit_sha), tree)
+    diff = work.store.patch(base, tree)
     # Scrubbed before it is written: a rejected candidate may add a secret (binary files show no content).
     atomic_write(diff_path, ctx.scrubber(diff + ("\n" if diff and not diff.endswith("\n") else "")))
     verdict.changed = [f"{c.status} {c.path}" for c in changes]

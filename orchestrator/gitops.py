@@ -75,9 +75,9 @@ class Workdir:
         return dest
 
     def take(self, base: str) -> tuple[str, list[Change]]:
-        """The candidate: the tree of the agent's files, and its changes from `base`."""
+        """The candidate: the tree of the agent's files, and its changes from the tree `base`."""
         tree = self.store.take(self.agent_dir, base)
-        return tree, self.store.changes(self.store.tree_of(base), tree)
+        return tree, self.store.changes(base, tree)
 
 
 class TargetRepo:

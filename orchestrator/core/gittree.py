@@ -25,7 +25,7 @@ GITLINK, SYMLINK = "160000", "120000"
 EXCLUDES = Path(__file__).with_name("candidate-excludes")
 
 
-class Refused(Exception):
+class CannotTake(Exception):
     """The files cannot be taken as a candidate (a nested repository, a device file, ...): the guard's reason."""
 
 
@@ -79,14 +79,12 @@ class ObjectStore:
         if seed:
             self.git("read-tree", seed, index=index)
         tracked = {e.path: e for e in self._index_entries(index)}
-        listing = self.git("-c", f"core.excludesFile={EXCLUDES}", f"--work-tree={worktree}", "ls-files", "-z",
-                           "--cached", "--others", "--exclude-standard", index=index, cwd=worktree)
         entries, regular = [], []
-        for path in sorted({p for p in os.fsdecode(listing).split("\0") if p}):
+        for path in sorted(set(self.listing(worktree, index, "--cached", "--others", "--exclude-standard"))):
             if path.endswith("/"):
-                raise Refused(f"a nested git repository: {path}")
+                raise CannotTake(f"a nested git repository: {path}")
             if "\n" in path:
-                raise Refused(f"a file name git cannot take safely: {path!r}")
+                raise CannotTake(f"a file name git cannot take safely: {path!r}")
             try:
                 st = os.lstat(worktree / path)
             except FileNotFoundError:
@@ -99,12 +97,18 @@ class ObjectStore:
             elif stat.S_ISDIR(st.st_mode) and path in tracked and tracked[path].mode == GITLINK:
                 entries.append(tracked[path])  # the target's own submodule, untouched
             elif not stat.S_ISDIR(st.st_mode):
-                raise Refused(f"not a regular file or a symlink: {path}")
+                raise CannotTake(f"not a regular file or a symlink: {path}")
         if regular:
             paths = "".join(f"{p}\n" for p, _ in regular).encode()
             shas = self.git("hash-object", "-w", "--no-filters", "--stdin-paths", cwd=worktree, stdin=paths).split()
             entries += [Entry(mode, sha.decode(), p) for (p, mode), sha in zip(regular, shas, strict=True)]
         return self.write_tree(entries)
+
+    def listing(self, worktree: Path, index: Path, *flags: str) -> list[str]:
+        """`git ls-files` of `worktree` against `index`, with the candidate excludes: paths, not quoted."""
+        out = self.git("-c", f"core.excludesFile={EXCLUDES}", f"--work-tree={worktree}", "ls-files", "-z", *flags,
+                       index=index, cwd=worktree)
+        return [p for p in os.fsdecode(out).split("\0") if p]
 
     def _hash(self, data: bytes) -> str:
         return self.git("hash-object", "-w", "--no-filters", "--stdin", stdin=data).decode().strip()

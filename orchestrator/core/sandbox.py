@@ -126,11 +126,10 @@ def choose(kind: str, image: str) -> tuple[str, str]:
 
 def build(kind: str, hide: list[Path], bind: list[Path], read_only: list[Path] = (), *, image: str = "",
           mounts: list[Path] = ()) -> Sandbox | None:
-    """The sandbox `backend.sandbox` asks for: None for "none"."""
-    chosen, _ = choose(kind, image)
-    if chosen == "none":
+    """The sandbox of a kind `choose` resolved ("bwrap", "docker" or "none": None)."""
+    if kind == "none":
         return None
-    if chosen == "bwrap":
+    if kind == "bwrap":
         return Bwrap(hide=list(hide), bind=list(bind), read_only=list(read_only), binary=shutil.which("bwrap") or "bwrap")
     from orchestrator.core.sandbox_docker import Docker
     return Docker(bind=list(bind), read_only=list(read_only), image=image, mounts=list(mounts))

@@ -28,9 +28,10 @@ from benchmarks.example import (
     TASKS_FILE,
 )
 from orchestrator.core.config import Config, load_config
+from orchestrator.core.scrub import id_pattern
 from orchestrator.demo import make_demo
 from orchestrator.driver import Driver
-from orchestrator.guard import id_pattern, is_editable
+from orchestrator.guard import is_editable
 from orchestrator.logs import LOGGER, configure_logging
 from orchestrator.store import IterationRecord, Store
 

@@ -7,7 +7,8 @@ import pytest
 
 from orchestrator.core.config import SplitConfig
 from orchestrator.core.errors import ConfigError
-from orchestrator.guard import id_pattern, is_editable
+from orchestrator.core.scrub import id_pattern
+from orchestrator.guard import is_editable
 from orchestrator.splits import load_or_freeze, make_splits
 
 
