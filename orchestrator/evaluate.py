@@ -97,9 +97,10 @@ class Timer:
 
 @dataclass
 class Outcome:
-    results: dict[str, StoredResult] = field(default_factory=dict)
+    results: dict[str, StoredResult] = field(default_factory=dict)     # the first sample of each task
+    samples: dict[str, list[StoredResult]] = field(default_factory=dict)  # every sample asked for, in draw order
     ran: int = 0            # task runs done now (retries included)
-    cached: int = 0         # tasks answered from the cache
+    cached: int = 0         # samples answered from the cache
     skipped: int = 0        # tasks not run because of an early stop
     seconds: float = 0.0
     stopped_early: bool = False
@@ -108,9 +109,12 @@ class Outcome:
     def score(self) -> float | None:
         return mean_reward(self.results)
 
+    def rewards(self) -> dict[str, list[float | None]]:
+        return {t: [s.reward for s in ss] for t, ss in self.samples.items()}
 
-# `bound(results_so_far, remaining_count)` returns True to stop early.
-StopRule = Callable[[dict[str, StoredResult], int], bool]
+
+# `stop(outcome_so_far, tasks_still_to_run)` returns True to stop early.
+StopRule = Callable[[Outcome, list[str]], bool]
 
 
 class Evaluator:
@@ -127,40 +131,48 @@ class Evaluator:
         runner.protected = [self.records]
 
     def evaluate(self, agent_dir: Path, chash: str, task_ids: list[str], split: str,
-                 stop: StopRule | None = None, label: str = "") -> Outcome:
+                 stop: StopRule | None = None, label: str = "", draws: int = 1, purpose: str = "",
+                 eligible: tuple[str, ...] | None = None) -> Outcome:
+        """Make sure every task has `draws` samples of this code (counting only those drawn for one of
+        `eligible` purposes, if given), running what is missing one draw at a time; stop early when told."""
         out = Outcome()
         t0 = time.monotonic()
-        out.results = self.store.cached_results(chash, task_ids)
-        out.cached = len(out.results)
-        todo = [t for t in task_ids if t not in out.results]
+        out.samples = self.store.samples(chash, task_ids, eligible)
+        out.results = {t: ss[0] for t, ss in out.samples.items()}
+        out.cached = sum(min(len(ss), draws) for ss in out.samples.values())
         traces = self.traces_root / chash[:16] if split == "train" else None
         if traces is not None:
             traces.mkdir(parents=True, exist_ok=True)
-        chunk = self.config.concurrency if stop else max(len(todo), 1)
-        done = [len(out.results)]
+        total = len(task_ids) * draws
+        done = [out.cached]
 
         def tick(_task: str, _res: TaskResult) -> None:
             done[0] += 1
             if self.on_progress:
-                self.on_progress(label or split, min(done[0], len(task_ids)), len(task_ids))
+                self.on_progress(label or split, min(done[0], total), total)
 
         self.runner.on_result = tick
         try:
-            while todo:
-                if stop and stop(out.results, len(todo)):
-                    out.skipped, out.stopped_early = len(todo), True
+            for draw in range(draws):
+                todo = [t for t in task_ids if len(out.samples.get(t, ())) <= draw]
+                chunk = self.config.concurrency if stop else max(len(todo), 1)
+                while todo:
+                    if stop and stop(out, todo):
+                        out.skipped, out.stopped_early = len(todo), True
+                        break
+                    batch, todo = todo[:chunk], todo[chunk:]
+                    self.cancel.check()
+                    fresh, ran = self._run_with_retries(agent_dir, batch, traces, split)
+                    self.cancel.check()  # a batch cut short by a cancel is not a result: nothing of it is cached
+                    out.ran += ran
+                    for s in self.store.add_samples(chash, [self._keep(t, split, fresh[t]) for t in batch], purpose):
+                        out.samples.setdefault(s.task_id, []).append(s)
+                        out.results.setdefault(s.task_id, s)
+                    done[0] = sum(min(len(ss), draws) for ss in out.samples.values())
+                    if self.on_progress:
+                        self.on_progress(label or split, done[0], total)
+                if out.stopped_early:
                     break
-                batch, todo = todo[:chunk], todo[chunk:]
-                self.cancel.check()
-                fresh, ran = self._run_with_retries(agent_dir, batch, traces, split)
-                self.cancel.check()  # a batch cut short by a cancel is not a result: nothing of it is cached
-                out.ran += ran
-                stored = [self._keep(t, split, fresh[t]) for t in batch]
-                self.store.save_results(chash, stored)
-                out.results.update({s.task_id: s for s in stored})
-                done[0] = len(out.results)
-                if self.on_progress:
-                    self.on_progress(label or split, len(out.results), len(task_ids))
         finally:
             self.runner.on_result = None
         if traces is not None and not any(traces.iterdir()):

@@ -1,5 +1,9 @@
 """The gate: guard, suite, val, promote, cheapest first. A stage that fails raises `Rejected` with the verdict
 so far; a candidate that passes them all comes back as a `Verdict`. The suite and its stop rules live here too.
+
+Two val rules: on a deterministic benchmark (no task flipped in the baseline's A/A check) the exact one, the
+candidate's val mean against the best's, with its exact early stop; on a noisy one the paired gate
+(orchestrator/paired.py), and a failing suite task is drawn again before it counts as broken.
 """
 
 from __future__ import annotations
@@ -9,11 +13,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator import guard
+from orchestrator import guard, paired
 from orchestrator.core.errors import Rejected, Stage
 from orchestrator.core.gittree import CannotTake
 from orchestrator.core.workspace import atomic_write
-from orchestrator.evaluate import StopRule, Timer
+from orchestrator.evaluate import Outcome, StopRule, Timer
+from orchestrator.stats import Noise
 from orchestrator.store import IterationRecord, Store, StoredResult
 
 if TYPE_CHECKING:
@@ -24,6 +29,23 @@ if TYPE_CHECKING:
 PUBLIC_REASON = {
     Stage.VAL: "did not improve the held-out validation score",
 }
+FRESH = ("baseline", "incumbent")   # draws of a best made after it was chosen (the base commit was not chosen)
+SUITE_DRAWS = 3                     # a failing suite task on a noisy benchmark: draws before it counts as broken
+
+
+def noise(ctx: RunContext) -> Noise:
+    return Noise.from_dict(json.loads(ctx.store.get("noise", "{}") or "{}"))
+
+
+def is_noisy(ctx: RunContext) -> bool:
+    """The paired gate's benchmark: one the config says is noisy, or one whose A/A check saw a task flip."""
+    mode = ctx.cfg.gate.noise
+    return mode == "noisy" or (mode == "auto" and noise(ctx).noisy)
+
+
+def plan(ctx: RunContext) -> paired.Plan:
+    g = ctx.cfg.gate
+    return paired.Plan(confidence=g.confidence, min_improvement=g.min_improvement, max_samples=g.max_samples)
 
 
 @dataclass
@@ -45,6 +67,8 @@ class Verdict:
     evals_total: int = 0
     val_score: float | None = None
     tree: str = ""                     # the scored tree: the one committed on acceptance
+    flipped: dict[str, list[str]] = field(default_factory=dict)   # val tasks the candidate moved: up, down
+    paired: dict | None = None         # the paired gate's numbers (noisy benchmarks)
 
     def passed(self, stage: Stage, reason: str, joined: list[str] | None = None) -> None:
         self.stages.append(StageResult(stage, True, reason, joined))
@@ -55,7 +79,8 @@ class Verdict:
 
     def as_dict(self) -> dict:
         stages = [{k: v for k, v in asdict(s).items() if v is not None} for s in self.stages]
-        return {"changed": self.changed, "tree": self.tree, "stages": stages}
+        extra = {"paired": self.paired} if self.paired is not None else {}
+        return {"changed": self.changed, "tree": self.tree, "stages": stages, "flipped": self.flipped, **extra}
 
 
 def judge(ctx: RunContext, work: Workdir, best: IterationRecord, suite: Suite, timer: Timer,
@@ -81,8 +106,12 @@ def judge(ctx: RunContext, work: Workdir, best: IterationRecord, suite: Suite, t
     verdict.passed(Stage.GUARD, f"{len(changes)} files, all editable")
     verdict.tree, verdict.code_hash = tree, ctx.hash_of(work.store, tree)
     scored = work.score(tree)
-    _suite(ctx, scored, suite, timer, verdict)
-    _val(ctx, scored, best, timer, verdict)
+    noisy = is_noisy(ctx)
+    _suite(ctx, scored, suite, timer, verdict, noisy)
+    if noisy:
+        _val_paired(ctx, scored, work.score(best.commit_sha, "incumbent"), best, timer, verdict)
+    else:
+        _val(ctx, scored, best, timer, verdict)
     train = timer.add(ctx.evaluator.evaluate(scored, verdict.code_hash, ctx.splits.train, "train", label="promote"))
     g = ctx.cfg.gate
     joined = suite.promote(train.results, g.pass_reward, g.promote_after)
@@ -90,33 +119,81 @@ def judge(ctx: RunContext, work: Workdir, best: IterationRecord, suite: Suite, t
     return verdict
 
 
-def _suite(ctx: RunContext, wt: Path, suite: Suite, timer: Timer, verdict: Verdict) -> None:
+def _suite(ctx: RunContext, wt: Path, suite: Suite, timer: Timer, verdict: Verdict, noisy: bool) -> None:
     g = ctx.cfg.gate
     ids = [t for t in suite.tasks if t in ctx.splits.train]
-    out = timer.add(ctx.evaluator.evaluate(wt, verdict.code_hash, ids, "train", label="suite",
-                                           stop=suite_stop(len(ids), g.suite_threshold, g.pass_reward)))
-    ok, _ = pass_rate(out.results, g.pass_reward)
+    stop = None if noisy else suite_stop(len(ids), g.suite_threshold, g.pass_reward)
+    out = timer.add(ctx.evaluator.evaluate(wt, verdict.code_hash, ids, "train", label="suite", stop=stop,
+                                           purpose="gate"))
+    ok, draws = _suite_passes(out, ids, g.pass_reward), 1
+    while noisy and draws < SUITE_DRAWS and ok < len(ids) and len(ids) and ok / len(ids) < g.suite_threshold:
+        # A flaky task is not a broken one: what failed is drawn again, and counts once it passes.
+        draws += 1
+        failing = [t for t in ids if not any(passed(r, g.pass_reward) for r in out.samples.get(t, ()))]
+        again = timer.add(ctx.evaluator.evaluate(wt, verdict.code_hash, failing, "train", label="suite: again",
+                                                 draws=draws, purpose="gate"))
+        out.samples.update(again.samples)
+        ok = _suite_passes(out, ids, g.pass_reward)
     verdict.evals_passed, verdict.evals_total = ok, len(ids)
     rate = ok / len(ids) if ids else 1.0
     if out.stopped_early or rate < g.suite_threshold:
         more = f" (stopped early, {out.skipped} not run)" if out.stopped_early else ""
-        raise verdict.reject(Stage.SUITE, f"suite {ok}/{len(ids)} = {rate:.0%} < {g.suite_threshold:.0%}{more}")
+        again = f"; each failing task drawn {draws} times" if draws > 1 else ""
+        raise verdict.reject(Stage.SUITE, f"suite {ok}/{len(ids)} = {rate:.0%} < {g.suite_threshold:.0%}{more}{again}")
     verdict.passed(Stage.SUITE, f"suite {ok}/{len(ids)} = {rate:.0%}")
+
+
+def _suite_passes(out: Outcome, ids: list[str], pass_reward: float) -> int:
+    return sum(any(passed(r, pass_reward) for r in out.samples.get(t, ())) for t in ids)
 
 
 def _val(ctx: RunContext, wt: Path, best: IterationRecord, timer: Timer, verdict: Verdict) -> None:
     g, val = ctx.cfg.gate, ctx.splits.val
     best_val = best.val_score or 0.0
-    out = timer.add(ctx.evaluator.evaluate(wt, verdict.code_hash, val, "val", label="val",
+    out = timer.add(ctx.evaluator.evaluate(wt, verdict.code_hash, val, "val", label="val", purpose="gate",
                                            stop=val_stop(len(val), best_val, g.min_improvement)))
     if out.stopped_early:
         raise verdict.reject(Stage.VAL, f"val cannot beat best {best_val:.4f} + {g.min_improvement:g} "
                                         f"(stopped early, {out.skipped}/{len(val)} not run)")
     verdict.val_score = out.score
+    verdict.flipped = _moved(out, ctx.store.cached_results(best.code_hash, val))
     if out.score is None or out.score <= best_val + g.min_improvement:
         shown = "n/a" if out.score is None else f"{out.score:.4f}"
         raise verdict.reject(Stage.VAL, f"val {shown} does not beat best {best_val:.4f} + {g.min_improvement:g}")
     verdict.passed(Stage.VAL, f"val {out.score:.4f} > {best_val:.4f}")
+
+
+def _moved(out: Outcome, before: dict[str, StoredResult]) -> dict[str, list[str]]:
+    """The val tasks a deterministic candidate turned from failing to passing and back."""
+    up, down = paired.Comparison(pairs=paired.single_pairs(
+        {t: r.reward for t, r in out.results.items()}, {t: r.reward for t, r in before.items()})).flipped()
+    return {"up": up, "down": down}
+
+
+def _val_paired(ctx: RunContext, wt: Path, incumbent_dir: Path, best: IterationRecord, timer: Timer,
+                verdict: Verdict) -> None:
+    """The candidate against fresh draws of the best, paired by task (orchestrator/paired.py)."""
+    val, evaluate, g = ctx.splits.val, ctx.evaluator.evaluate, ctx.cfg.gate
+    if verdict.code_hash == best.code_hash:
+        raise verdict.reject(Stage.VAL, "the editable files are those of the best: nothing to compare")
+
+    def incumbent(tasks: list[str], count: int) -> paired.Rewards:
+        return timer.add(evaluate(incumbent_dir, best.code_hash, tasks, "val", label="val: best re-measured",
+                                  draws=count, purpose="incumbent", eligible=FRESH)).rewards()
+
+    def candidate(tasks: list[str], count: int, stop: paired.Stop) -> tuple[paired.Rewards, bool]:
+        out = timer.add(evaluate(wt, verdict.code_hash, tasks, "val", label=f"val (draw {count})", draws=count,
+                                 purpose="gate", stop=lambda o, todo: stop(o.rewards(), todo)))
+        return out.rewards(), out.stopped_early
+
+    got = paired.compare(val, incumbent, candidate, plan(ctx))
+    up, down = got.flipped()
+    verdict.val_score, verdict.paired, verdict.flipped = got.candidate_mean, got.as_dict(), {"up": up, "down": down}
+    numbers = (f"val {got.candidate_mean or 0:.4f} vs best re-measured {got.incumbent_mean or 0:.4f}: "
+               f"{got.diff:+.4f}, lower bound {got.lower:+.4f} at {g.confidence:.0%}")
+    if not got.accepted:
+        raise verdict.reject(Stage.VAL, f"{numbers}, not above {g.min_improvement:g}: {got.reason}")
+    verdict.passed(Stage.VAL, f"{numbers} ({got.reason})")
 
 
 def passed(res: StoredResult, pass_reward: float) -> bool:
@@ -164,17 +241,17 @@ def pass_rate(results: dict[str, StoredResult], pass_reward: float) -> tuple[int
 
 def suite_stop(total: int, threshold: float, pass_reward: float) -> StopRule:
     """Stop once the suite can no longer reach the threshold even if every remaining task passes."""
-    def stop(done: dict[str, StoredResult], remaining: int) -> bool:
-        ok = sum(passed(r, pass_reward) for r in done.values())
-        return total > 0 and (ok + remaining) / total < threshold
+    def stop(out: Outcome, todo: list[str]) -> bool:
+        ok = sum(passed(r, pass_reward) for r in out.results.values())
+        return total > 0 and (ok + len(todo)) / total < threshold
     return stop
 
 
 def val_stop(total: int, best: float, min_improvement: float) -> StopRule:
     """Stop once the val mean cannot beat `best + min_improvement` even if every remaining task scores 1."""
-    def stop(done: dict[str, StoredResult], remaining: int) -> bool:
-        got = sum(r.reward for r in done.values() if r.reward is not None)
-        dropped = sum(1 for r in done.values() if r.reward is None)
+    def stop(out: Outcome, todo: list[str]) -> bool:
+        got = sum(r.reward for r in out.results.values() if r.reward is not None)
+        dropped = sum(1 for r in out.results.values() if r.reward is None)
         denom = total - dropped
-        return denom > 0 and (got + remaining) / denom <= best + min_improvement
+        return denom > 0 and (got + len(todo)) / denom <= best + min_improvement
     return stop

@@ -47,11 +47,12 @@ class Workdir:
     def __init__(self, repo: TargetRepo, root: Path):
         self.repo, self.root = repo, root
         self.store = ObjectStore(root / "objects.git", [repo.objects])
-        self.agent_dir, self.score_dir = root / "agent", root / "score"
+        self.agent_dir = root / "agent"
 
-    def score(self, treeish: str) -> Path:
-        """A folder with exactly the files of `treeish` (no .git): what the benchmark runs."""
-        return self.store.materialize(self.store.tree_of(treeish), self.score_dir)
+    def score(self, treeish: str, folder: str = "score") -> Path:
+        """A folder with exactly the files of `treeish` (no .git): what the benchmark runs. The paired gate
+        scores two versions side by side, each in a folder of its own."""
+        return self.store.materialize(self.store.tree_of(treeish), self.root / folder)
 
     def checkout(self, commit: str) -> Path:
         """The coding agent's checkout of `commit`: a repository of its own (history through read-only

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from orchestrator import analyze, gate, records
+from orchestrator import analyze, gate, paired, records, stats
 from orchestrator.context import RunContext
 from orchestrator.core.contracts import Proposal, ProposalRequest, ProposalStatus, Usage
 from orchestrator.core.errors import (
@@ -195,24 +195,31 @@ def baseline(ctx: RunContext) -> IterationRecord:
     with ctx.phases.traced(), ctx.repo.workdir(ctx.worktree_root / "baseline") as work:
         wt, chash = work.score(tip), ctx.hash_of(work.store, tip)
         ctx.step("baseline:train", 0)
-        train = timer.add(ctx.evaluator.evaluate(wt, chash, splits.train, "train", label="baseline train"))
+        train = timer.add(ctx.evaluator.evaluate(wt, chash, splits.train, "train", label="baseline train",
+                                                 purpose="baseline"))
         ctx.step("baseline:val", 0)
-        val = timer.add(ctx.evaluator.evaluate(wt, chash, splits.val, "val", label="baseline val"))
+        # The A/A check: val more than once on the same code; what flips is the benchmark's noise.
+        g = ctx.cfg.gate
+        val = timer.add(ctx.evaluator.evaluate(wt, chash, splits.val, "val", purpose="baseline", draws=g.baseline_runs,
+                                               label="baseline val" + (f" (A/A, {g.baseline_runs} runs)"
+                                                                       if g.baseline_runs > 1 else "")))
         test = None
         if splits.test:
             ctx.step("baseline:test", 0)
-            test = timer.add(ctx.evaluator.evaluate(wt, chash, splits.test, "test", label="baseline test"))
-    g = ctx.cfg.gate
+            test = timer.add(ctx.evaluator.evaluate(wt, chash, splits.test, "test", label="baseline test",
+                                                    purpose="baseline"))
+    noise = stats.Noise.measure(val.rewards())
     suite = gate.Suite.initial(train.results, g.pass_reward)
     ok, total = gate.pass_rate(train.results, g.pass_reward)
     rec = IterationRecord(
         n=0, started_at=timer.started_at, decided_at=time.time(), decision=Decision.BASELINE,
         reason=f"train {ok}/{total}" + ("" if test is None else f", test {records.fmt(test.score)}"),
-        val_score=val.score, commit_sha=tip, code_hash=chash, evals_passed=ok, evals_total=total,
+        val_score=stats.mean_of_means(val.rewards()), commit_sha=tip, code_hash=chash, evals_passed=ok, evals_total=total,
         backend=ctx.cfg.backend.kind, model=ctx.cfg.backend.model, config_hash=ctx.cfg.digest(), **timer.fields(),
     )
     test_score = {} if test is None else {"score": test.score, "n": len(test.results)}
-    ctx.store.record_iteration(rec, kv={"suite": suite.dump(g.suite_threshold), "baseline_test": json.dumps(test_score)})
+    ctx.store.record_iteration(rec, kv={"suite": suite.dump(g.suite_threshold), "baseline_test": json.dumps(test_score),
+                                        "noise": json.dumps(noise.as_dict())})
     ctx.repo.tag_best(tip)
     records.write_views(ctx.store, ctx.ws)
     return rec
@@ -227,5 +234,18 @@ def score_test(ctx: RunContext) -> Outcome | None:
     with ctx.phases.traced(), ctx.repo.workdir(ctx.worktree_root / "final-test") as work:
         ctx.step("final:test", best.n)
         out = ctx.evaluator.evaluate(work.score(best.commit_sha), best.code_hash, ctx.splits.test, "test", label="test")
-    ctx.store.put("final_test", json.dumps({"score": out.score, "n": len(out.results), "commit": best.commit_sha}))
+    ctx.store.put("final_test", json.dumps({"score": out.score, "n": len(out.results), "commit": best.commit_sha,
+                                            **against_baseline(ctx, out)}))
     return out
+
+
+def against_baseline(ctx: RunContext, out: Outcome) -> dict:
+    """The final test score against the baseline's, paired by task: the difference and its 95% interval."""
+    base = ctx.store.iteration(0)
+    before = ctx.store.cached_results(base.code_hash, ctx.splits.test) if base else {}
+    pairs = paired.single_pairs({t: r.reward for t, r in out.results.items()}, {t: r.reward for t, r in before.items()})
+    if not pairs:
+        return {}
+    low, high = stats.interval(pairs, 0.95)
+    return {"baseline": stats.mean_of_means({t: [before[t].reward] for t in pairs}), "paired": len(pairs),
+            "diff": stats.mean_difference(pairs), "low": low, "high": high}

@@ -1,5 +1,9 @@
 """state.db: runs, iterations, task results (the benchmark cache), events. SQLite in WAL mode.
 
+A task result is one sample: the same code version run on the same task again adds a draw (0, 1, ...), with
+what it was drawn for (`purpose`: "baseline", "gate" when judged as a candidate, "incumbent" when re-measured
+as the best after it was chosen), so the gate can tell a lucky draw that chose a version from fresh ones.
+
 results.tsv is a view of the decided iterations, rewritten atomically from here after each decision.
 """
 
@@ -17,7 +21,24 @@ from typing import Any
 from orchestrator.core.errors import Decision, Stage
 from orchestrator.core.workspace import atomic_write
 
-SCHEMA = """
+RESULTS = """
+CREATE TABLE IF NOT EXISTS results (
+    code_hash TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    draw INTEGER NOT NULL DEFAULT 0,
+    split TEXT NOT NULL,
+    reward REAL,
+    error_class TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '',
+    duration_s REAL NOT NULL DEFAULT 0,
+    cost_usd REAL,
+    created_at REAL NOT NULL,
+    purpose TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (code_hash, task_id, draw)
+);
+"""
+
+SCHEMA = RESULTS + """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at REAL NOT NULL,
@@ -54,18 +75,6 @@ CREATE TABLE IF NOT EXISTS iterations (
     tasks_skipped INTEGER NOT NULL DEFAULT 0,
     summary TEXT NOT NULL DEFAULT '',
     config_hash TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS results (
-    code_hash TEXT NOT NULL,
-    task_id TEXT NOT NULL,
-    split TEXT NOT NULL,
-    reward REAL,
-    error_class TEXT NOT NULL DEFAULT '',
-    error TEXT NOT NULL DEFAULT '',
-    duration_s REAL NOT NULL DEFAULT 0,
-    cost_usd REAL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (code_hash, task_id)
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -128,6 +137,8 @@ class StoredResult:
     error: str
     duration_s: float
     cost_usd: float | None
+    draw: int = 0
+    purpose: str = ""
 
 
 class Store:
@@ -143,7 +154,21 @@ class Store:
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
+        self._upgrade()
         self.conn.executescript(SCHEMA)
+
+    def _upgrade(self) -> None:
+        """A workspace from before samples: its results become draw 0 of each code version and task."""
+        cols = {r[1] for r in self.conn.execute("PRAGMA table_info(results)").fetchall()}
+        if not cols or "draw" in cols:
+            return
+        with self.tx() as c:
+            c.execute("ALTER TABLE results RENAME TO results_v1")
+            c.execute(RESULTS)
+            c.execute("INSERT INTO results (code_hash, task_id, split, reward, error_class, error, duration_s, cost_usd, "
+                      "created_at) SELECT code_hash, task_id, split, reward, error_class, error, duration_s, cost_usd, "
+                      "created_at FROM results_v1")
+            c.execute("DROP TABLE results_v1")
 
     def close(self) -> None:
         self.conn.close()
@@ -206,29 +231,41 @@ class Store:
         return float(row[0])
 
     # -- task results (the benchmark cache) ------------------------------------------------------------
-    def cached_results(self, code_hash: str, task_ids: list[str]) -> dict[str, StoredResult]:
-        if not task_ids:
-            return {}
-        out: dict[str, StoredResult] = {}
+    def samples(self, code_hash: str, task_ids: list[str],
+                purposes: tuple[str, ...] | None = None) -> dict[str, list[StoredResult]]:
+        """Every stored sample of `code_hash` on `task_ids` (drawn for one of `purposes`), in draw order."""
+        out: dict[str, list[StoredResult]] = {}
+        only = f" AND purpose IN ({', '.join('?' * len(purposes))})" if purposes else ""
         for chunk in range(0, len(task_ids), 500):
             ids = task_ids[chunk : chunk + 500]
             rows = self.conn.execute(
-                f"SELECT task_id, split, reward, error_class, error, duration_s, cost_usd FROM results "
-                f"WHERE code_hash=? AND task_id IN ({', '.join('?' * len(ids))})",
-                [code_hash, *ids],
+                f"SELECT task_id, split, reward, error_class, error, duration_s, cost_usd, draw, purpose FROM results "
+                f"WHERE code_hash=? AND task_id IN ({', '.join('?' * len(ids))}){only} ORDER BY task_id, draw",
+                [code_hash, *ids, *(purposes or ())],
             ).fetchall()
-            out.update({r["task_id"]: StoredResult(**dict(r)) for r in rows})
+            for r in rows:
+                out.setdefault(r["task_id"], []).append(StoredResult(**dict(r)))
         return out
 
-    def save_results(self, code_hash: str, results: list[StoredResult]) -> None:
-        now = time.time()
+    def cached_results(self, code_hash: str, task_ids: list[str]) -> dict[str, StoredResult]:
+        """The first sample of each task: what a deterministic benchmark's cache answers."""
+        return {t: s[0] for t, s in self.samples(code_hash, task_ids).items()}
+
+    def add_samples(self, code_hash: str, results: list[StoredResult], purpose: str = "") -> list[StoredResult]:
+        """Store one new draw of each result's task; return them with their draw numbers."""
+        now, out = time.time(), []
         with self.tx() as c:
-            c.executemany(
-                "INSERT OR REPLACE INTO results (code_hash, task_id, split, reward, error_class, error, "
-                "duration_s, cost_usd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(code_hash, r.task_id, r.split, r.reward, r.error_class, r.error, r.duration_s, r.cost_usd, now)
-                 for r in results],
-            )
+            for r in results:
+                row = c.execute("SELECT COALESCE(MAX(draw) + 1, 0) FROM results WHERE code_hash=? AND task_id=?",
+                                (code_hash, r.task_id)).fetchone()
+                r.draw, r.purpose = int(row[0]), purpose
+                c.execute(
+                    "INSERT INTO results (code_hash, task_id, draw, split, reward, error_class, error, duration_s, "
+                    "cost_usd, created_at, purpose) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (code_hash, r.task_id, r.draw, r.split, r.reward, r.error_class, r.error, r.duration_s,
+                     r.cost_usd, now, purpose))
+                out.append(r)
+        return out
 
     # -- events and key/values -------------------------------------------------------------------------
     def event(self, kind: str, message: str, iteration: int | None = None, **data: Any) -> None:

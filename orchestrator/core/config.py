@@ -83,6 +83,12 @@ class GateConfig(Strict):
     min_improvement: float = Field(0.0, ge=0)
     promote_after: int = Field(2, ge=1)
     pass_reward: float = Field(1.0, gt=0, le=1)
+    # Noise (orchestrator/paired.py): "auto" decides by the baseline's A/A check (val run `baseline_runs`
+    # times); a noisy benchmark gets the paired gate, a deterministic one the exact rule.
+    noise: Literal["auto", "noisy", "deterministic"] = "auto"
+    baseline_runs: int = Field(2, ge=1, le=20)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    max_samples: int = Field(6, ge=1, le=50)   # draws per val task and side, at most, on a noisy benchmark
 
 
 class LoopConfig(Strict):
