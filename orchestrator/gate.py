@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator import guard, paired
+from orchestrator.core.config import GateConfig
 from orchestrator.core.errors import Rejected, Stage
 from orchestrator.core.gittree import CannotTake
 from orchestrator.core.workspace import atomic_write
@@ -41,6 +42,30 @@ def is_noisy(ctx: RunContext) -> bool:
     """The paired gate's benchmark: one the config says is noisy, or one whose A/A check saw a task flip."""
     mode = ctx.cfg.gate.noise
     return mode == "noisy" or (mode == "auto" and noise(ctx).noisy)
+
+
+def describe_noise(noise: Noise, g: GateConfig) -> tuple[str, list[str]]:
+    """The benchmark's noise in one line (status, doctor, the report), and what the user should know."""
+    if not noise.measured:
+        rule = "the paired gate (gate.noise = \"noisy\")" if g.noise == "noisy" else "the exact rule"
+        return f"not measured (the baseline ran val once); {rule}", []
+    flips = f"{len(noise.flips)}/{noise.tasks} val tasks flipped in the A/A check ({noise.runs} runs)"
+    noisy = g.noise == "noisy" or (g.noise == "auto" and noise.noisy)
+    warnings = []
+    if not noisy:
+        line = f"{flips}: deterministic, the exact rule"
+        if noise.noisy:
+            warnings.append(f"gate.noise = \"deterministic\" although {len(noise.flips)} val tasks flipped: "
+                            "the exact rule will take noise for gains")
+        return line, warnings
+    mde = noise.resolvable(g.confidence, g.max_samples)
+    line = (f"{flips}, flip rate {noise.flip_rate:.1%}, standard error of the val mean {noise.se:.3f}; "
+            f"paired gate at {g.confidence:.0%}, resolves gains of about {mde:.3f} or more")
+    if g.min_improvement < mde:
+        warnings.append(f"min_improvement {g.min_improvement:g} is below the smallest gain the noise lets the "
+                        f"gate resolve (about {mde:.3f}): smaller gains are mostly rejected; more trials or "
+                        "val tasks lower it")
+    return line, warnings
 
 
 def plan(ctx: RunContext) -> paired.Plan:
