@@ -3,7 +3,8 @@
 Prints: demo wall time; per-iteration orchestration overhead (time outside the benchmark and the backend);
 task runs saved by the cache and by early stops; restart-to-resume time after a SIGKILL; the daemon's idle
 CPU and memory while it waits for its window; what containment costs (a sandboxed command's start-up, the
-coding agent's private checkout and taking its files back as a tree).
+coding agent's private checkout and taking its files back as a tree); and the gate on a noisy benchmark with
+known ground truth (tests/gate_sim.py): three rules side by side.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from orchestrator.core.config import load_config  # noqa: E402
 from orchestrator.demo import make_demo  # noqa: E402
 from orchestrator.driver import Driver  # noqa: E402
 from orchestrator.logs import configure_logging  # noqa: E402
+from tests import gate_sim  # noqa: E402
 
 
 def daemon(config: Path, kill_at: str = "") -> subprocess.Popen[bytes]:
@@ -158,6 +160,7 @@ def main() -> None:
         loop_figures(root)
         restart_figures(root)
         idle_figures(root)
+    gate_sim.main(int(os.environ.get("GATE_SIM_SEEDS", "200")))
 
 
 if __name__ == "__main__":

@@ -196,11 +196,19 @@ HEADER = f"{'rule':<28} {'false accepts':>13} {'fixes accepted':>14} {'final tru
 
 def main(seeds: int = 200) -> list[Tally]:
     tallies = simulate(seeds)
-    print(f"noisy benchmark simulation: {seeds} seeds x {STREAM} candidates, {N_VAL} val tasks "
-          "(false accepts: of candidates with true effect <= 0; fixes: true effect >= 3 tasks)")
+    print(f"\nnoisy benchmark simulation: {seeds} seeds x {STREAM} candidates, {N_VAL} val tasks, about a quarter "
+          "of them flaky\n  (false accepts: of the candidates whose true effect is <= 0; fixes: of those that fix "
+          "3 or more failing tasks)")
     print("  " + HEADER)
     for t in tallies:
         print("  " + t.row())
+    auto, prev, new = tallies
+    fa, fx = new.false_accepts / max(new.worse, 1), new.fixes_accepted / max(new.fixes, 1)
+    final = [sum(t.final) / max(len(t.final), 1) for t in tallies]
+    print(f"  paired gate: false accepts {fa:.1%} (at most 5%: {'yes' if fa <= 0.05 else 'NO'}), fixes accepted "
+          f"{fx:.1%} (at least 80%: {'yes' if fx >= 0.8 else 'NO'}), final true score above both others: "
+          f"{'yes' if final[2] > max(final[:2]) else 'NO'}; task runs per decision "
+          f"{new.runs / prev.runs:.2f}x the previous gate's, {new.runs / auto.runs:.2f}x auto-harness's")
     return tallies
 
 
