@@ -95,6 +95,12 @@ class Verdict:
     flipped: dict[str, list[str]] = field(default_factory=dict)   # val tasks the candidate moved: up, down
     paired: dict | None = None         # the paired gate's numbers (noisy benchmarks)
 
+    def gain(self, best_val: float | None) -> str:
+        """An accepted candidate's val against the bar it beat: on a noisy benchmark the best re-measured."""
+        if self.paired is None:
+            return f"val {best_val or 0.0:.4f} -> {self.val_score or 0.0:.4f}"
+        return paired.text(self.paired)
+
     def passed(self, stage: Stage, reason: str, joined: list[str] | None = None) -> None:
         self.stages.append(StageResult(stage, True, reason, joined))
 
@@ -137,7 +143,8 @@ def judge(ctx: RunContext, work: Workdir, best: IterationRecord, suite: Suite, t
         _val_paired(ctx, scored, work.score(best.commit_sha, "incumbent"), best, timer, verdict)
     else:
         _val(ctx, scored, best, timer, verdict)
-    train = timer.add(ctx.evaluator.evaluate(scored, verdict.code_hash, ctx.splits.train, "train", label="promote"))
+    train = timer.add(ctx.evaluator.evaluate(scored, verdict.code_hash, ctx.splits.train, "train", label="promote",
+                                             purpose="gate"))
     g = ctx.cfg.gate
     joined = suite.promote(train.results, g.pass_reward, g.promote_after)
     verdict.passed(Stage.PROMOTE, f"{len(joined)} tasks join the suite", joined)
@@ -214,8 +221,7 @@ def _val_paired(ctx: RunContext, wt: Path, incumbent_dir: Path, best: IterationR
     got = paired.compare(val, incumbent, candidate, plan(ctx))
     up, down = got.flipped()
     verdict.val_score, verdict.paired, verdict.flipped = got.candidate_mean, got.as_dict(), {"up": up, "down": down}
-    numbers = (f"val {got.candidate_mean or 0:.4f} vs best re-measured {got.incumbent_mean or 0:.4f}: "
-               f"{got.diff:+.4f}, lower bound {got.lower:+.4f} at {g.confidence:.0%}")
+    numbers = got.text()
     if not got.accepted:
         raise verdict.reject(Stage.VAL, f"{numbers}, not above {g.min_improvement:g}: {got.reason}")
     verdict.passed(Stage.VAL, f"{numbers} ({got.reason})")

@@ -62,6 +62,11 @@ class Comparison:
     stopped_early: bool = False
     candidate_mean: float | None = None
     incumbent_mean: float | None = None
+    confidence: float = 0.95
+
+    def text(self) -> str:
+        """The numbers a decision rests on, for its reason and the commit message."""
+        return text(self.as_dict())
 
     def flipped(self) -> tuple[list[str], list[str]]:
         """Tasks whose mean reward moved by half or more: (up, down)."""
@@ -80,7 +85,13 @@ class Comparison:
                 "lower": self.lower, "p": self.p, "stopped_early": self.stopped_early,
                 "pairs": sum(len(p) for p in self.pairs.values()), "tasks": len(self.pairs),
                 "candidate_mean": self.candidate_mean, "incumbent_mean": self.incumbent_mean,
-                "flipped_up": up, "flipped_down": down}
+                "confidence": self.confidence, "flipped_up": up, "flipped_down": down}
+
+
+def text(p: Mapping) -> str:
+    """A comparison's numbers (as recorded in gate.json) in one phrase."""
+    return (f"val {p['candidate_mean'] or 0.0:.4f} vs best re-measured {p['incumbent_mean'] or 0.0:.4f}: "
+            f"{p['diff']:+.4f}, lower bound {p['lower']:+.4f} at {p['confidence']:.0%}")
 
 
 def pair_up(cand: Rewards, inc: Rewards, extra: Mapping[str, int] | None = None) -> dict[str, list[tuple[float, float]]]:
@@ -110,7 +121,7 @@ def compare(tasks: list[str], incumbent: Incumbent, candidate: Candidate, plan: 
     m = plan.min_improvement
     inc: dict[str, Sequence[float | None]] = {}
     cand: dict[str, Sequence[float | None]] = {}
-    active, result = list(tasks), Comparison()
+    active, result = list(tasks), Comparison(confidence=plan.confidence)
 
     def hopeless(got: Rewards, todo: list[str], r: int) -> bool:
         optimistic = pair_up({**cand, **got}, inc, {t: r - 1 for t in todo})

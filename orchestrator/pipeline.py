@@ -64,7 +64,7 @@ def iterate(ctx: RunContext) -> IterationRecord:
                 raise Rejected(Stage.BACKEND, _failure(proposal), Decision.ERROR)
             ctx.step("gate", n)
             verdict = gate.judge(ctx, work, best, suite, timer, git_changed, idir / "diff.patch")
-            accept = Ending(Decision.ACCEPTED, Stage.NONE, f"val {best.val_score or 0.0:.4f} -> {verdict.val_score:.4f}")
+            accept = Ending(Decision.ACCEPTED, Stage.NONE, verdict.gain(best.val_score))
             ctx.step("commit", n)
             message = records.commit_message(_record(ctx, n, best, timer, proposal, verdict, accept))
             commit = ctx.repo.commit(work.store, verdict.tree, message, expected_tip=best.commit_sha)
