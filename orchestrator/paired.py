@@ -95,14 +95,16 @@ def text(p: Mapping) -> str:
 
 
 def pair_up(cand: Rewards, inc: Rewards, extra: Mapping[str, int] | None = None) -> dict[str, list[tuple[float, float]]]:
-    """Draw j of the candidate with draw j of the incumbent, per task; a pair with a dropped side is left out.
-    `extra`: tasks whose draw number `extra[t]` is still to come, counted as no change (the incumbent's draw)."""
+    """Draw j of the candidate with draw j of the incumbent, per task. A draw one side dropped (an infra error)
+    while the other scored counts as 0 for the side that dropped it, so crashing on the tasks it would fail
+    buys a candidate nothing; a pair both sides dropped is left out. `extra`: tasks whose draw number
+    `extra[t]` is still to come, counted as no change (the incumbent's draw)."""
     out: dict[str, list[tuple[float, float]]] = {}
     for task in set(cand) | set(extra or {}):
         c, b = list(cand.get(task, ())), list(inc.get(task, ()))
         if extra and task in extra:
             c = c[: extra[task]] + b[extra[task]:extra[task] + 1]
-        out[task] = [(x, y) for x, y in zip(c, b, strict=False) if x is not None and y is not None]
+        out[task] = [(x or 0.0, y or 0.0) for x, y in zip(c, b, strict=False) if x is not None or y is not None]
     return {t: ps for t, ps in out.items() if ps}
 
 
@@ -158,5 +160,7 @@ def compare(tasks: list[str], incumbent: Incumbent, candidate: Candidate, plan: 
     result.diff = stats.mean_difference(result.pairs)
     if not result.accepted and bounds and result.pairs:
         result.lower = stats.lower_bound(result.pairs, plan.confidence)
-    result.candidate_mean, result.incumbent_mean = stats.mean_of_means(cand), stats.mean_of_means(inc)
+    # The means of the paired draws, so that their difference is the recorded one.
+    result.candidate_mean = stats.mean_of_means({t: [c for c, _ in ps] for t, ps in result.pairs.items()})
+    result.incumbent_mean = stats.mean_of_means({t: [b for _, b in ps] for t, ps in result.pairs.items()})
     return result

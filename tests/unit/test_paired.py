@@ -94,11 +94,12 @@ def test_pair_up_pairs_draw_j_with_draw_j():
     assert pair_up(cand, inc) == {"a": [(1.0, 0.0), (0.0, 0.0)], "b": [(0.5, 0.25)]}
 
 
-def test_pair_up_drops_pairs_with_a_dropped_side():
-    cand = {"a": [None, 1.0, 1.0], "b": [None], "c": [1.0]}
-    inc = {"a": [1.0, None, 0.0], "b": [1.0], "c": [None]}
-    # a: draw 0 and draw 1 each have a dropped side; b and c have no pair left, so they are left out.
-    assert pair_up(cand, inc) == {"a": [(1.0, 0.0)]}
+def test_pair_up_counts_a_one_sided_drop_as_zero_for_the_side_that_dropped():
+    cand = {"a": [None, 1.0, 1.0], "b": [None], "c": [1.0], "d": [None]}
+    inc = {"a": [1.0, None, 0.0], "b": [1.0], "c": [None], "d": [None]}
+    # A candidate that crashes on what it would fail gains nothing: its dropped draw is a 0 against the
+    # incumbent's score (and the other way round); only a pair both sides dropped is left out.
+    assert pair_up(cand, inc) == {"a": [(0.0, 1.0), (1.0, 0.0), (1.0, 0.0)], "b": [(0.0, 1.0)], "c": [(1.0, 0.0)]}
 
 
 def test_pair_up_extra_counts_pending_draws_as_no_change():
@@ -233,15 +234,15 @@ def test_flipped_and_as_dict():
     assert Comparison().flipped() == ([], [])
 
 
-def test_a_dropped_draw_is_left_out_and_its_task_settles():
-    base = {t: 0.0 for t in TASKS}
+def test_a_task_the_candidate_drops_counts_as_failed():
+    base = {t: 1.0 if t == "t03" else 0.0 for t in TASKS}
     better = base | {t: 1.0 for t in FIXED4}
 
     def cand(task: str, j: int) -> float | None:
         return None if task == "t03" else better[task]
     got = Scripted(fixed(base), cand).run(TASKS, bounds=False)
-    assert "t03" not in got.pairs
-    assert got.flipped()[0] == sorted(FIXED4 - {"t03"})
+    assert got.pairs["t03"][0] == (0.0, 1.0)         # the incumbent passes it; the candidate's crash is a loss
+    assert got.flipped() == (sorted(FIXED4 - {"t03"}), ["t03"])
 
 
 # -- the error rate, simulated ------------------------------------------------------------------------------
