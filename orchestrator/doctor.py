@@ -9,7 +9,10 @@ from orchestrator.core import registry, sandbox
 from orchestrator.core.config import Config
 from orchestrator.core.contracts import Check
 from orchestrator.core.errors import AutoharnessError
+from orchestrator.core.workspace import Workspace
 from orchestrator.gitops import TargetRepo
+from orchestrator.report import recorded_noise
+from orchestrator.store import Store
 
 
 def checks(cfg: Config) -> list[Check]:
@@ -18,6 +21,7 @@ def checks(cfg: Config) -> list[Check]:
         cfg.benchmark, cfg.config_dir).check())
     found += _collect("backend", lambda: build_agent(cfg.backend, cfg.config_dir).check())
     found += _collect("sandbox", lambda: _sandbox(cfg))
+    found += _noise(cfg)
     return found
 
 
@@ -38,3 +42,20 @@ def _sandbox(cfg: Config) -> list[Check]:
     """Which sandbox the night's coding agent will run in, and why; "none" passes, but says so."""
     kind, why = sandbox.choose(cfg.backend.sandbox, cfg.backend.sandbox_image)
     return [Check("sandbox", True, f"{kind}: {why}")]
+
+
+def _noise(cfg: Config) -> list[Check]:
+    """The benchmark's noise as the baseline measured it; each warning a non-fatal check ("warn"), so it is seen."""
+    ws, runs = Workspace(cfg.workspace), cfg.gate.baseline_runs
+    described = None
+    if ws.db.exists():
+        store = Store(ws.db, readonly=True)  # a daemon may be running
+        try:
+            described = recorded_noise(store, cfg.gate)
+        finally:
+            store.close()
+    if described is None:
+        return [Check("noise", True, f"not measured yet: the baseline's A/A check runs val {runs} times"
+                      if runs > 1 else "will not be measured: gate.baseline_runs = 1 runs val once")]
+    line, warnings = described
+    return [Check("noise", True, line), *(Check("noise", False, w, fatal=False) for w in warnings)]

@@ -1,10 +1,12 @@
 """`workspace/report.html`: one self-contained page for the morning.
 
-Headline scores, a plot of the val score per iteration, the costs, every decision with its reason and the
-diff of each accepted change. Read-only on state.db (a live daemon may be writing it). It shows what the
-records hold about held-out tasks: scores only, never their error text. Every text passes the scrubber
-(secret values, held-out ids) once more: the records were scrubbed when written, the page is the last
-line of defence.
+Headline scores (the final test against the baseline's with its paired interval), the benchmark's noise, a
+plot of the val score per iteration, the costs, every decision with its reason and the diff of each accepted
+change. Read-only on state.db (a live daemon may be writing it). It shows what the records hold about
+held-out tasks: scores only, never their error text. Every text passes the scrubber (secret values,
+held-out ids) once more: the records were scrubbed when written, the page is the last line of defence. The
+one exception: the ids of the val tasks an accepted change flipped, shown by name (the page is the user's,
+the coding agent never reads it), with secret values still hidden.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.config import BackendSection
+from orchestrator.core.config import BackendSection, GateConfig
 from orchestrator.core.errors import ConfigError
-from orchestrator.core.scrub import Scrubber
+from orchestrator.core.scrub import Scrubber, redact
 from orchestrator.core.workspace import Workspace, atomic_write
+from orchestrator.gate import describe_noise
+from orchestrator.stats import Noise
 from orchestrator.store import IterationRecord, Store
 
 DIFF_CAP_CHARS = 200_000
@@ -39,9 +43,23 @@ class ReportData:
     gates: dict[int, dict[str, Any]]
     diffs: dict[int, str]
     sandbox: str = ""          # the coding agent's, as the run resolved it
+    noise: tuple[str, list[str]] | None = None   # describe_noise's line and warnings, once a baseline ran
 
 
-def load(ws: Workspace) -> ReportData:
+def recorded_noise(store: Store, gate: GateConfig) -> tuple[str, list[str]] | None:
+    """The baseline's A/A check as described to the user (status, doctor, this page); None before a baseline."""
+    raw = store.get("noise")
+    return None if raw is None else describe_noise(Noise.from_dict(_json(raw)), gate)
+
+
+def paired_gain(final: dict[str, Any]) -> str:
+    """The final test's gain over the baseline, paired by task, with its 95% interval (`final_test` holds
+    them when the baseline scored test)."""
+    return (f"{final['diff']:+.3f}, 95% CI {final['low']:+.3f} .. {final['high']:+.3f}, "
+            f"paired over {final['paired']} tasks")
+
+
+def load(ws: Workspace, gate: GateConfig) -> ReportData:
     if not ws.db.exists():
         raise ConfigError(f"{ws.db}: no state.db yet; run `autoharness baseline` first")
     store = Store(ws.db, readonly=True)
@@ -52,6 +70,7 @@ def load(ws: Workspace) -> ReportData:
             baseline_test=_json(store.get("baseline_test")), final_test=_json(store.get("final_test")),
             runs=[dict(r) for r in store.conn.execute("SELECT * FROM runs ORDER BY id")],
             events=[dict(e) for e in store.events()[-40:]], gates={}, diffs={}, sandbox=store.get("sandbox") or "",
+            noise=recorded_noise(store, gate),
         )
     finally:
         store.close()
@@ -65,11 +84,12 @@ def load(ws: Workspace) -> ReportData:
 
 
 def write_report(workspace_root: Path, *, title: str = "autoharness", budget_usd: float | None = None,
-                 backend: BackendSection | None = None) -> Path:
+                 backend: BackendSection | None = None, gate: GateConfig | None = None) -> Path:
     """Render the report from the workspace's records; returns the path of report.html. `backend`: the
-    config's, whose env values are hidden too (the environment's secret-named ones always are)."""
+    config's, whose env values are hidden too (the environment's secret-named ones always are). `gate`: the
+    config's, which the noise is described against (the defaults when not given)."""
     ws = Workspace(workspace_root)
-    page = Page(load(ws), title, budget_usd, Scrubber.build(_held_out(ws), backend))
+    page = Page(load(ws, gate or GateConfig()), title, budget_usd, Scrubber.build(_held_out(ws), backend))
     atomic_write(ws.report, page.render())
     return ws.report
 
@@ -103,10 +123,15 @@ class Page:
     def headline(self) -> str:
         base_val = self.base.val_score if self.base else None
         best_val = self.best.val_score if self.best else None
-        test_base, test_final = self.d.baseline_test.get("score"), self.d.final_test.get("score")
-        test = (f"{_f(test_base)} &rarr; {_f(test_final)}{_delta(test_base, test_final)}" if test_final is not None
-                else f"{_f(test_base)} <span class=\"muted\">(final not scored yet: "
-                     f"<code>autoharness report --final</code>)</span>")
+        final = self.d.final_test
+        test_base, test_final = self.d.baseline_test.get("score"), final.get("score")
+        if "low" in final:  # the gain paired by task, with its uncertainty: a few test tasks prove little
+            test = f"{_f(final['baseline'])} &rarr; {_f(test_final)} ({self.esc(paired_gain(final))})"
+        elif test_final is not None:
+            test = f"{_f(test_base)} &rarr; {_f(test_final)}{_delta(test_base, test_final)}"
+        else:
+            test = (f"{_f(test_base)} <span class=\"muted\">(final not scored yet: "
+                    f"<code>autoharness report --final</code>)</span>")
         n = {k: sum(r.decision == k for r in self.proposals) for k in ("accepted", "rejected", "error")}
         cards = [
             ("validation", f"{_f(base_val)} &rarr; <b>{_f(best_val)}</b>{_delta(base_val, best_val)}"),
@@ -117,6 +142,10 @@ class Page:
             ("spend", self.spend_text()),
             ("sandbox", _sandbox_text(self.d.sandbox)),
         ]
+        if self.d.noise:
+            line, warnings = self.d.noise
+            cards.append(("noise", self.esc(line) + "".join(f"<br><span class=\"warn\">{self.esc(w)}</span>"
+                                                            for w in warnings)))
         if self.best and self.best.commit_sha:
             cards.append(("best commit", f"<code>{self.esc(self.best.commit_sha[:12])}</code> (iteration {self.best.n})"))
         if self.d.runs:
@@ -189,9 +218,26 @@ class Page:
             parts.append("<ul class=\"stages\">" + "".join(
                 f"<li class=\"{'pass' if s.get('passed') else 'fail'}\">{self.esc(s.get('stage'))}: "
                 f"{self.esc(s.get('reason'))}</li>" for s in stages) + "</ul>")
+        if r.decision == "accepted":
+            parts.append(self.moved(self.d.gates.get(r.n, {})))
         if r.n in self.d.diffs:
             parts.append(self.diff(self.d.diffs[r.n]))
         return f"<article class=\"iteration {r.decision}\">{''.join(parts)}</article>"
+
+    def moved(self, gate: dict[str, Any]) -> str:
+        """The val tasks an accepted change flipped, by name, and the paired gate's numbers (noisy benchmarks)."""
+        flipped = gate.get("flipped") or {}
+        # Task ids are shown (the user's page), secret values are not.
+        names = {k: ", ".join(html.escape(redact(str(t), self.scrub.secrets)) for t in flipped.get(k, [])) or "none"
+                 for k in ("up", "down")}
+        text = (f"<p class=\"moved\">val tasks flipped: <span class=\"accepted\">up: {names['up']}</span>; "
+                f"<span class=\"rejected\">down: {names['down']}</span></p>" if flipped else "")
+        p = gate.get("paired")
+        if p:
+            text += (f"<p class=\"muted\">paired over {p['tasks']} tasks: {p['diff']:+.4f}, lower bound "
+                     f"{p['lower']:+.4f}, p = {p['p']:.3f}, {p['rounds']} rounds"
+                     + (", stopped early" if p.get("stopped_early") else "") + "</p>")
+        return text
 
     def diff(self, text: str) -> str:
         cut = len(text) > DIFF_CAP_CHARS

@@ -3,6 +3,7 @@ and as a table."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import Any
 
@@ -13,11 +14,13 @@ from orchestrator.core.workspace import Workspace
 from orchestrator.daemon import next_window
 from orchestrator.heartbeat import is_stale, read
 from orchestrator.notify import NightSummary
+from orchestrator.report import recorded_noise
 from orchestrator.store import Store
 
 
 def status_data(cfg: Config) -> dict[str, Any]:
-    """Everything `status` and `report` show: the rows, the run's summary, the daemon's heartbeat."""
+    """Everything `status` and `report` show: the rows, the run's summary, the benchmark's noise and the final
+    test against the baseline (once measured), the daemon's heartbeat."""
     ws = Workspace(cfg.workspace)
     data: dict[str, Any] = {"workspace": str(ws.root), "rows": []}
     if ws.db.exists():
@@ -33,6 +36,12 @@ def status_data(cfg: Config) -> dict[str, Any]:
             data |= asdict(summary)
             data["events"] = [dict(e) for e in store.events()[-5:]]
             data["sandbox"] = store.get("sandbox") or ""
+            noise = recorded_noise(store, cfg.gate)
+            if noise is not None:
+                data["noise"] = {"line": noise[0], "warnings": noise[1]}
+            final = json.loads(store.get("final_test") or "{}")
+            if "low" in final:  # scored against a baseline test: the paired difference and its interval
+                data["test_vs_baseline"] = final
         finally:
             store.close()
     hb = read(ws.heartbeat)

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+import json
 import re
+import shutil
 import sqlite3
 import struct
 
 import pytest
 
+from orchestrator.core.config import GateConfig
 from orchestrator.core.errors import ConfigError
-from orchestrator.report import write_report
+from orchestrator.report import paired_gain, write_report
+from orchestrator.stats import Noise
 from orchestrator.store import IterationRecord, Store
-from tests.toy import SPLIT, TASKS, cli, make_toy, skills_file
+from tests.toy import SPLIT, TASKS, Toy, cli, make_toy, skills_file
 
 MARKUP = '# <script>alert("x")</script> & co\n'
 
@@ -135,3 +140,89 @@ def test_reads_beside_a_live_writer(tmp_path):
 def test_missing_workspace_is_config_error(tmp_path):
     with pytest.raises(ConfigError, match="state.db"):
         write_report(tmp_path)
+
+
+# -- the noise and the honest numbers ---------------------------------------------------------------------
+
+def kv(toy: Toy, key: str) -> dict:
+    store = Store(toy.workspace / "state.db", readonly=True)
+    try:
+        return json.loads(store.get(key) or "{}")
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def noisy(night, tmp_path):
+    """The night copied, as if its A/A check had seen a task flip and the last accepted change had passed the
+    paired gate (the toy itself is deterministic)."""
+    toy = Toy(*(tmp_path / p.relative_to(night.root) for p in dataclasses.astuple(night)))
+    shutil.copytree(night.root, toy.root, symlinks=True, dirs_exist_ok=True)
+    store = Store(toy.workspace / "state.db")
+    try:
+        store.put("noise", json.dumps(Noise(runs=3, tasks=4, flips={"va-beta-3": 2 / 3}, flip_rate=1 / 6, se=0.14,
+                                            task_variance=1 / 3).as_dict()))
+    finally:
+        store.close()
+    gate_json = toy.workspace / "iterations" / "5" / "gate.json"
+    record = json.loads(gate_json.read_text())
+    record["paired"] = {"accepted": True, "reason": "the lower bound clears 0", "rounds": 2, "diff": 0.25,
+                        "lower": 0.0625, "p": 0.012, "stopped_early": False, "pairs": 8, "tasks": 4,
+                        "candidate_mean": 1.0, "incumbent_mean": 0.75, "flipped_up": ["va-gamma-2"],
+                        "flipped_down": []}
+    gate_json.write_text(json.dumps(record))
+    return toy
+
+
+def test_status_shows_the_noise_and_the_test_interval(night):
+    out = cli(night, "status").stdout
+    assert "noise: 0/4 val tasks flipped in the A/A check (2 runs): deterministic, the exact rule" in out
+    final = kv(night, "final_test")
+    assert final["paired"] == 3 and final["diff"] == pytest.approx(2 / 3) and final["low"] <= final["diff"] <= final["high"]
+    assert f"test: 0.333 -> 1.000 ({paired_gain(final)})" in out
+    assert re.search(r"\(\+0\.667, 95% CI [-+]\d\.\d{3} \.\. [-+]\d\.\d{3}, paired over 3 tasks\)", out)
+    data = json.loads(cli(night, "status", "--json").stdout)
+    assert data["noise"]["warnings"] == [] and data["test_vs_baseline"]["paired"] == 3
+
+
+def test_status_warns_when_the_noise_hides_small_gains(noisy):
+    out = cli(noisy, "status").stdout
+    assert "noise: 1/4 val tasks flipped in the A/A check (3 runs), flip rate 16.7%" in out
+    assert "paired gate at 95%, resolves gains of about" in out
+    assert re.search(r"\n  min_improvement 0 is below the smallest gain the noise lets the gate resolve", out)
+
+
+def test_report_shows_the_noise_the_test_interval_and_the_flipped_tasks(night):
+    page = write_report(night.workspace, gate=GateConfig()).read_text()
+    cards = dict(re.findall(r'<div class="label">([^<]+)</div><div>(.*?)</div></div>', page))
+    assert cards["noise"] == "0/4 val tasks flipped in the A/A check (2 runs): deterministic, the exact rule"
+    assert paired_gain(kv(night, "final_test")) in cards["test (held out)"]
+    articles = re.findall(r'<article class="iteration (\w+)">(.*?)</article>', page, re.S)
+    moved = [re.findall(r'<p class="moved">(.*?)</p>', body) for _, body in articles]
+    accepted = [m for (decision, _), m in zip(articles, moved, strict=True) if decision == "accepted"]
+    assert accepted == [['val tasks flipped: <span class="accepted">up: va-beta-1, va-beta-3</span>; '
+                         '<span class="rejected">down: none</span>'],
+                        ['val tasks flipped: <span class="accepted">up: va-gamma-2</span>; '
+                         '<span class="rejected">down: none</span>']]
+    assert sum(map(len, moved)) == 2                          # rejected iterations list none
+    assert "paired over" not in page.split("<h2>Decisions")[1]  # deterministic: the exact rule, no paired numbers
+
+
+def test_report_shows_the_noise_warning_and_the_paired_numbers(noisy):
+    page = write_report(noisy.workspace, gate=GateConfig()).read_text()
+    noise = re.search(r'<div class="label">noise</div><div>(.*?)</div></div>', page).group(1)
+    assert "1/4 val tasks flipped" in noise and "paired gate at 95%" in noise
+    assert '<br><span class="warn">min_improvement 0 is below the smallest gain' in noise
+    assert "paired over 4 tasks: +0.2500, lower bound +0.0625, p = 0.012, 2 rounds" in page
+    # The gate config the user chose is the one the noise is described against.
+    page = write_report(noisy.workspace, gate=GateConfig(noise="deterministic")).read_text()
+    assert 'gate.noise = &quot;deterministic&quot; although 1 val tasks flipped' in page
+
+
+def test_doctor_shows_the_noise_after_a_baseline(noisy, tmp_path):
+    out = cli(noisy, "doctor", check=False).stdout
+    assert re.search(r"ok +noise: 1/4 val tasks flipped in the A/A check \(3 runs\)", out)
+    assert re.search(r"warn noise: min_improvement 0 is below the smallest gain", out)
+    before = make_toy(tmp_path / "fresh", TASKS, SPLIT)
+    out = cli(before, "doctor", check=False).stdout
+    assert re.search(r"ok +noise: not measured yet: the baseline's A/A check runs val 2 times", out)
