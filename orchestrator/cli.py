@@ -171,7 +171,7 @@ def report(ctx: typer.Context,
                   else "(run report --final)")
     console.print(table)
     from orchestrator.report import write_report
-    path = write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd, backend=cfg.backend)
+    path = write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd, backend=cfg.backend, gate=cfg.gate)
     console.print(f"report: {path}", highlight=False)
 
 
