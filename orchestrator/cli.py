@@ -25,8 +25,7 @@ from orchestrator.core.config import Config, load_config
 from orchestrator.core.errors import AutoharnessError
 from orchestrator.core.workspace import Workspace
 from orchestrator.heartbeat import is_stale
-from orchestrator.report import paired_gain
-from orchestrator.status import dur, fmt, results_table, status_data
+from orchestrator.status import dur, fmt, print_findings, results_table, status_data
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Improve an AI agent overnight.")
 
@@ -123,18 +122,7 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", h
         + (f" ({data['unknown_cost']} proposals of unknown cost)" if data["unknown_cost"] else ""),
         highlight=False,
     )
-    if data.get("sandbox"):
-        shown = ("[red]none[/red] (the coding agent runs unconfined, by choice)" if data["sandbox"] == "none"
-                 else data["sandbox"])
-        console.print(f"sandbox: {shown}", highlight=False)
-    if data.get("noise"):
-        console.print(f"noise: {escape(data['noise']['line'])}", highlight=False, soft_wrap=True)
-        for warning in data["noise"]["warnings"]:
-            console.print(f"  [yellow]{escape(warning)}[/yellow]", highlight=False, soft_wrap=True)
-    if data.get("test_vs_baseline"):
-        final = data["test_vs_baseline"]
-        console.print(f"test: {fmt(final['baseline'])} -> {fmt(final['score'])} ({paired_gain(final)})",
-                      highlight=False, soft_wrap=True)
+    print_findings(console, data)
     hb = data.get("heartbeat")
     if hb:
         stale = " [red](stale heartbeat: the daemon is not running)[/red]" if is_stale(hb) else ""

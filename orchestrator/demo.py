@@ -86,7 +86,7 @@ def main() -> None:
     from orchestrator.console import console, progress_bars
     from orchestrator.core.config import load_config
     from orchestrator.driver import Driver
-    from orchestrator.status import results_table, status_data
+    from orchestrator.status import print_findings, results_table, status_data
 
     start = time.monotonic()
     root = Path.cwd() / "demo"
@@ -99,9 +99,8 @@ def main() -> None:
         log = driver.ctx.repo.log()
     data = status_data(cfg)
     console.print(results_table(data["rows"]))
-    console.print(f"sandbox: {data['sandbox']}", highlight=False)
+    print_findings(console, data)
     console.print(f"stopped: {reason}")
-    console.print(f"test: baseline {data['baseline_test']:.3f} -> best {data['final_test']:.3f}")
     console.print(f"\n[bold]git log autoharness[/bold] ({root / 'target'})\n{log}\n", highlight=False)
     props = [r for r in rows if r.n > 0]
     overhead = [r.duration_s - r.bench_s - r.backend_s for r in props]

@@ -100,7 +100,7 @@ def _invert(pairs: PairsByTask, alpha: float, *, greater: bool) -> float:
             lo = mid
         else:
             hi = mid
-    return lo
+    return 0.0 if abs(lo) < 1e-4 else lo  # within the tolerance of 0 is 0, not "-0.000"
 
 
 def mean_of_means(rewards: Mapping[str, Sequence[float | None]]) -> float | None:

@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.core.config import Config
@@ -14,7 +16,7 @@ from orchestrator.core.workspace import Workspace
 from orchestrator.daemon import next_window
 from orchestrator.heartbeat import is_stale, read
 from orchestrator.notify import NightSummary
-from orchestrator.report import recorded_noise
+from orchestrator.report import paired_gain, recorded_noise
 from orchestrator.store import Store
 
 
@@ -51,6 +53,22 @@ def status_data(cfg: Config) -> dict[str, Any]:
     nxt = next_window(cfg)
     data["next_window"] = nxt.isoformat() if nxt else None
     return data
+
+
+def print_findings(console: Console, data: dict[str, Any]) -> None:
+    """The lines under the table (status, the demo): the sandbox, the benchmark's noise, the honest test gain."""
+    if data.get("sandbox"):
+        shown = ("[red]none[/red] (the coding agent runs unconfined, by choice)" if data["sandbox"] == "none"
+                 else data["sandbox"])
+        console.print(f"sandbox: {shown}", highlight=False)
+    if data.get("noise"):
+        console.print(f"noise: {escape(data['noise']['line'])}", highlight=False, soft_wrap=True)
+        for warning in data["noise"]["warnings"]:
+            console.print(f"  [yellow]{escape(warning)}[/yellow]", highlight=False, soft_wrap=True)
+    if data.get("test_vs_baseline"):
+        final = data["test_vs_baseline"]
+        console.print(f"test: {fmt(final['baseline'])} -> {fmt(final['score'])} ({paired_gain(final)})",
+                      highlight=False, soft_wrap=True)
 
 
 def results_table(rows: list[dict[str, Any]]) -> Table:
