@@ -2,6 +2,11 @@
 
 The agent knows a set of skills (agent/skills.py); each task needs one skill and passes when the agent
 knows it. The benchmark lives outside the target repo, like a real one.
+
+A task that needs "flaky:PATTERN" (PATTERN of 0s and 1s) is noise the agent cannot change: its k-th run, on
+whatever code, passes when PATTERN[k] (cycled) is 1. Its history of outcomes, one character a run, is kept
+in draws/<task id> beside runs.log: outside the benchmark's files (read-only in every run) and the workspace,
+in the benchmark's working folder, which a contained run may write (`Toy.draws`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 EVAL = r'''
-import importlib.util, json, os, sys, time
+import fcntl, importlib.util, json, os, sys, time
 from pathlib import Path
 
 here = Path(__file__).parent
@@ -33,6 +38,21 @@ spec = importlib.util.spec_from_file_location("skills", agent_dir / "agent" / "s
 skills = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(skills)
 traces = os.environ.get("AUTOHARNESS_TRACES_DIR")
+
+
+def flaky(task_id, pattern):
+    """The k-th run of a flaky task passes when pattern[k] (cycled) is 1; its outcome is appended to its
+    history, under a lock, so k counts every run of the task."""
+    history = here.parent / "draws" / task_id
+    history.parent.mkdir(exist_ok=True)
+    with history.open("a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        outcome = pattern[len(fh.read()) % len(pattern)]
+        fh.write(outcome)
+    return outcome == "1"
+
+
 time.sleep(float(os.environ.get("TOY_TASK_SLEEP", "0")))
 for task_id in os.environ["AUTOHARNESS_TASK_IDS"].split(","):
     with log.open("a") as fh:
@@ -45,8 +65,12 @@ for task_id in os.environ["AUTOHARNESS_TASK_IDS"].split(","):
         time.sleep(3600)
     if need == "crash" and need not in skills.KNOWN:
         sys.exit(3)
-    ok = need in skills.KNOWN
-    error = "" if ok else f"agent does not know the skill {need!r} (SECRET-DETAIL-{task_id})"
+    if need.startswith("flaky:"):
+        ok = flaky(task_id, need[len("flaky:"):])
+        error = "" if ok else f"flaky task failed this time (SECRET-DETAIL-{task_id})"
+    else:
+        ok = need in skills.KNOWN
+        error = "" if ok else f"agent does not know the skill {need!r} (SECRET-DETAIL-{task_id})"
     if traces:
         Path(traces, f"{task_id}.json").write_text(json.dumps({"task": task_id, "need": need, "ok": ok}))
     print(json.dumps({"task_id": task_id, "reward": 1.0 if ok else 0.0, "error": error, **stamp}))
@@ -84,6 +108,11 @@ class Toy:
         """One line per task run: task id and the code (the agent's skills) it ran on."""
         log = self.root / "runs.log"
         return log.read_text().splitlines() if log.exists() else []
+
+    def draws(self, task_id: str) -> str:
+        """A flaky task's outcomes so far, one character ("1" passed, "0" failed) a run, in run order."""
+        history = self.root / "draws" / task_id
+        return history.read_text() if history.exists() else ""
 
     def add_patch(self, name: str, edits: dict[str, str | None], base: str = "main", message: str = "") -> Path:
         """Write a patch that makes `edits` (path -> new content, None deletes) on top of `base`."""
