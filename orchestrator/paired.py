@@ -1,10 +1,16 @@
 """The val gate on a noisy benchmark: the candidate against the incumbent, paired by task, in rounds.
 
-Round r gives every task still unsettled an r-th pair of draws: first the incumbent's (only draws made after
-it was chosen count, so the lucky draw that chose it never sets the bar), then the candidate's. A task is
-settled when all its draws so far agree (it cannot tell the two apart); one that varies or differs is drawn
-again, up to `max_samples` pairs. Which tasks go on depends only on the values a pair holds, not on which
-side holds them, so the sign-flip test (orchestrator/stats.py) stays exact under "no difference".
+Round r gives every task still unsettled an r-th pair of draws, one of the incumbent (only draws made after
+it was chosen count, so the lucky draw that chose it never sets the bar) and one of the candidate. Which of
+the two is drawn first is a coin toss per task and round (a seed recorded in gate.json), so a benchmark whose
+flakiness follows the clock (rate limits, a periodic fault) favours neither side. A task is settled when all
+its draws so far agree (it cannot tell the two apart); one that varies or differs is drawn again, up to
+`max_samples` pairs. Which tasks go on depends only on the values a pair holds, not on which side holds them,
+so the sign-flip test (orchestrator/stats.py) stays exact under "no difference".
+
+Assumed: a task's draws are independent and its pass rate does not drift over the night. The incumbent's
+fresh draws are shared by the candidates after it (that is what keeps a decision near one val run), so a
+drift between two candidates' gates could favour the later one; `status` shows the flip rates to watch.
 
 The decision: accept when the one-sided test rejects "the candidate is no better than the incumbent by more
 than `min_improvement`". Of the error rate 1 - `confidence`, a tenth is shared among the looks before the
@@ -20,6 +26,7 @@ from known probabilities): both pass two functions that return the draws they we
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -42,6 +49,7 @@ class Plan:
     min_improvement: float = 0.0
     max_samples: int = 6
     futility: float = 0.25          # reject early when "it reaches the bar" has a p-value this low
+    seed: int | None = None         # of the draw-order coins; None: a fresh one
 
     def alpha(self, last: bool) -> float:
         """The error rate spent at a look: the interim looks share a tenth, the last look has the rest."""
@@ -63,6 +71,7 @@ class Comparison:
     candidate_mean: float | None = None
     incumbent_mean: float | None = None
     confidence: float = 0.95
+    seed: int = 0
 
     def text(self) -> str:
         """The numbers a decision rests on, for its reason and the commit message."""
@@ -85,7 +94,7 @@ class Comparison:
                 "lower": self.lower, "p": self.p, "stopped_early": self.stopped_early,
                 "pairs": sum(len(p) for p in self.pairs.values()), "tasks": len(self.pairs),
                 "candidate_mean": self.candidate_mean, "incumbent_mean": self.incumbent_mean,
-                "confidence": self.confidence, "flipped_up": up, "flipped_down": down}
+                "confidence": self.confidence, "seed": self.seed, "flipped_up": up, "flipped_down": down}
 
 
 def text(p: Mapping) -> str:
@@ -123,7 +132,9 @@ def compare(tasks: list[str], incumbent: Incumbent, candidate: Candidate, plan: 
     m = plan.min_improvement
     inc: dict[str, Sequence[float | None]] = {}
     cand: dict[str, Sequence[float | None]] = {}
-    active, result = list(tasks), Comparison(confidence=plan.confidence)
+    seed = random.SystemRandom().randrange(1 << 31) if plan.seed is None else plan.seed
+    coin = random.Random(seed)
+    active, result = list(tasks), Comparison(confidence=plan.confidence, seed=seed)
 
     def hopeless(got: Rewards, todo: list[str], r: int) -> bool:
         optimistic = pair_up({**cand, **got}, inc, {t: r - 1 for t in todo})
@@ -131,9 +142,12 @@ def compare(tasks: list[str], incumbent: Incumbent, candidate: Candidate, plan: 
 
     for r in range(1, plan.max_samples + 1):
         result.rounds = r
-        inc.update(incumbent(active, r))
+        before = [t for t in active if coin.random() < 0.5]   # the rest: the incumbent's draw comes after
+        inc.update(incumbent(before, r))
         got, stopped = candidate(active, r, lambda g, todo, r=r: hopeless(g, todo, r))
         cand.update(got)
+        if not stopped:
+            inc.update(incumbent(active, r))
         result.pairs = pair_up(cand, inc)
         if stopped:
             result.stopped_early = True

@@ -165,7 +165,7 @@ def test_identical_versions_are_rejected_after_one_round():
     assert got.rounds == 1 and not got.stopped_early
     assert got.p == 1.0 and got.diff == 0.0
     assert got.flipped() == ([], [])
-    assert len(sim.calls) == 2
+    assert [c[0] for c in sim.calls] == ["incumbent", "candidate", "incumbent"]
 
 
 def test_identical_flaky_draws_are_rejected():
@@ -198,20 +198,24 @@ def test_a_clear_regression_stops_early(honour_stop):
     assert set(got.flipped()[1]) <= set(TASKS[:10]) and got.flipped()[0] == []
 
 
-def test_incumbent_is_drawn_first_and_only_for_active_tasks():
+def test_each_round_draws_the_incumbent_around_the_candidate_and_only_for_active_tasks():
     rng = random.Random(11)
     probs = {t: (0.5 if i < 10 else float(i % 2)) for i, t in enumerate(TASKS)}
 
     def draw(task: str, _j: int) -> float:
         return float(rng.random() < probs[task])
     sim = Scripted(draw, draw)
-    got = sim.run(TASKS, Plan(futility=0.0), bounds=False)    # no futility stop: every round is played out
-    assert len(sim.calls) == 2 * got.rounds
+    got = sim.run(TASKS, Plan(futility=0.0, seed=5), bounds=False)  # no futility stop: every round played out
+    assert len(sim.calls) == 3 * got.rounds
     active = list(TASKS)
     for r in range(1, got.rounds + 1):
-        inc_call, cand_call = sim.calls[2 * r - 2], sim.calls[2 * r - 1]
-        assert inc_call == ("incumbent", active, r)
+        before, cand_call, after = sim.calls[3 * r - 3: 3 * r]
+        # A coin per task: some incumbent draws come before the candidate's, the rest after.
+        assert before[0] == "incumbent" and set(before[1]) <= set(active) and before[2] == r
         assert cand_call == ("candidate", active, r)
+        assert after == ("incumbent", active, r)
+        if r == 1:
+            assert 5 < len(before[1]) < 35
         # Next round's tasks: those whose first r pairs still vary or differ.
         pairs = pair_up({t: sim.cand[t][:r] for t in TASKS}, {t: sim.inc[t][:r] for t in TASKS})
         active = [t for t in TASKS if unsettled(pairs.get(t, ()))]
@@ -243,6 +247,21 @@ def test_a_task_the_candidate_drops_counts_as_failed():
     got = Scripted(fixed(base), cand).run(TASKS, bounds=False)
     assert got.pairs["t03"][0] == (0.0, 1.0)         # the incumbent passes it; the candidate's crash is a loss
     assert got.flipped() == (sorted(FIXED4 - {"t03"}), ["t03"])
+
+
+def test_flakiness_that_follows_the_clock_favours_neither_side():
+    """A task that passes on every other run of it, whoever runs it: with a fixed order (incumbent, then
+    candidate) the candidate would draw every pass from round 2 on; the draw-order coins break that."""
+    runs: Counter[str] = Counter()
+
+    def clocked(task: str, _j: int) -> float:
+        if TASKS.index(task) >= 10:
+            return 1.0
+        runs[task] += 1
+        return float(runs[task] % 2 == 0)
+    accepted = sum(Scripted(clocked, clocked).run(TASKS, Plan(seed=seed), bounds=False).accepted
+                   for seed in range(100))
+    assert accepted <= 8
 
 
 # -- the error rate, simulated ------------------------------------------------------------------------------
