@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -149,7 +149,7 @@ def paired_rule(best: Probs, cand: Probs, rng: random.Random, st: State, plan: p
             todo = todo[CHUNK:]
         return {t: mine[t] for t in ids}, False
 
-    verdict = paired.compare(tasks, incumbent, candidate, plan, bounds=False)
+    verdict = paired.compare(tasks, incumbent, candidate, replace(plan, seed=rng.randrange(1 << 30)), bounds=False)
     if verdict.accepted:
         st.fresh = {}  # the candidate's own draws chose it: the next comparisons draw it afresh
     return verdict.accepted, runs[0]
