@@ -218,8 +218,10 @@ def baseline(ctx: RunContext) -> IterationRecord:
         backend=ctx.cfg.backend.kind, model=ctx.cfg.backend.model, config_hash=ctx.cfg.digest(), **timer.fields(),
     )
     test_score = {} if test is None else {"score": test.score, "n": len(test.results)}
+    # The noise as measured, and the smallest gain the gate resolves with it under this run's settings.
+    measured = {**noise.as_dict(), "resolvable": noise.resolvable(g.confidence, g.max_samples)}
     ctx.store.record_iteration(rec, kv={"suite": suite.dump(g.suite_threshold), "baseline_test": json.dumps(test_score),
-                                        "noise": json.dumps(noise.as_dict())})
+                                        "noise": json.dumps(measured)})
     ctx.repo.tag_best(tip)
     records.write_views(ctx.store, ctx.ws)
     return rec
