@@ -76,6 +76,7 @@ class Tally:
     fixes_accepted: int = 0
     final: list[float] = field(default_factory=list)
     runs: int = 0
+    incumbent_runs: int = 0
     decisions: int = 0
 
     def row(self) -> str:
@@ -92,6 +93,7 @@ Rule = Callable[[Probs, Probs, random.Random, "State"], tuple[bool, int]]
 @dataclass
 class State:
     best_draw: float = 0.0                                    # the single-run rules' bar: the best's own draw
+    incumbent_runs: int = 0                                   # the paired rule's draws of the best
     fresh: dict[int, list[float]] = field(default_factory=dict)  # the paired rule: incumbent draws after choice
 
 
@@ -136,6 +138,7 @@ def paired_rule(best: Probs, cand: Probs, rng: random.Random, st: State, plan: p
             while len(st.fresh.setdefault(t, [])) < count:
                 st.fresh[t].append(draw(best[t], rng))
                 runs[0] += 1
+                st.incumbent_runs += 1
         return {t: st.fresh[t] for t in ids}
 
     def candidate(ids: list[int], count: int, stop: Callable) -> tuple[dict[int, list[float]], bool]:
@@ -188,6 +191,7 @@ def simulate(seeds: int, plan: paired.Plan | None = None) -> list[Tally]:
                 if accepted:
                     best = cand
             tally.final.append(sum(best) / N_VAL)
+            tally.incumbent_runs += st.incumbent_runs
     return tallies
 
 
@@ -208,7 +212,9 @@ def main(seeds: int = 200) -> list[Tally]:
     print(f"  paired gate: false accepts {fa:.1%} (at most 5%: {'yes' if fa <= 0.05 else 'NO'}), fixes accepted "
           f"{fx:.1%} (at least 80%: {'yes' if fx >= 0.8 else 'NO'}), final true score above both others: "
           f"{'yes' if final[2] > max(final[:2]) else 'NO'}; task runs per decision "
-          f"{new.runs / prev.runs:.2f}x the previous gate's, {new.runs / auto.runs:.2f}x auto-harness's")
+          f"{new.runs / prev.runs:.2f}x the previous gate's, {new.runs / auto.runs:.2f}x auto-harness's; of them "
+          f"{new.incumbent_runs / max(new.decisions, 1):.1f} re-measure the best (shared by the candidates after "
+          "an acceptance)")
     return tallies
 
 
