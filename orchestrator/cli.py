@@ -116,7 +116,9 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", h
         return
     console.print(results_table(data["rows"]))
     console.print(
-        f"best val {fmt(data['best_val'])} (baseline {fmt(data['baseline_val'])}); "
+        f"best val {fmt(data['best_val'])}"
+        + (f", re-measured {fmt(data['best_val_remeasured'])}" if data.get("best_val_remeasured") is not None else "")
+        + f" (baseline {fmt(data['baseline_val'])}); "
         f"accepted {data['accepted']}, rejected {data['rejected']}, errors {data['errors']}; "
         f"spent ${data['spend_usd']:.2f} of ${data['budget_usd']:.2f}"
         + (f" ({data['unknown_cost']} proposals of unknown cost)" if data["unknown_cost"] else ""),

@@ -20,7 +20,7 @@ from orchestrator.core.gittree import CannotTake
 from orchestrator.core.workspace import atomic_write
 from orchestrator.evaluate import Outcome, StopRule, Timer
 from orchestrator.stats import Noise
-from orchestrator.store import IterationRecord, Store, StoredResult
+from orchestrator.store import FRESH, IterationRecord, Store, StoredResult
 
 if TYPE_CHECKING:
     from orchestrator.context import RunContext
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 PUBLIC_REASON = {
     Stage.VAL: "did not improve the held-out validation score",
 }
-FRESH = ("baseline", "incumbent")   # draws of a best made after it was chosen (the base commit was not chosen)
 SUITE_DRAWS = 3                     # a failing suite task on a noisy benchmark: draws before it counts as broken
 
 

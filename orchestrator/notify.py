@@ -127,6 +127,12 @@ class NightSummary:
     stop_reason: str
     baseline_test: float | None = None
     final_test: float | None = None
+    best_val_remeasured: float | None = None   # an accepted best's val from draws after it was chosen (noisy)
+
+    def best_val_text(self) -> str:
+        """The best's val as its gate measured it, and, on a noisy benchmark, as re-measured since."""
+        again = self.best_val_remeasured
+        return _f(self.best_val) + ("" if again is None else f", re-measured {_f(again)}")
 
     @classmethod
     def from_store(cls, store: Store, *, stop_reason: str, budget_usd: float | None = None,
@@ -149,6 +155,7 @@ class NightSummary:
             stop_reason=stop_reason,
             baseline_test=_kv_score(store, "baseline_test"),
             final_test=_kv_score(store, "final_test"),
+            best_val_remeasured=store.fresh_mean(best.code_hash) if best and best.n > 0 else None,
         )
 
 
@@ -176,7 +183,7 @@ def format_summary(s: NightSummary) -> tuple[str, dict[str, Any]]:
     lines = [
         f"night summary: stopped: {s.stop_reason}",
         f"{s.iterations} iterations: {s.accepted} accepted, {s.rejected} rejected, {s.errors} errors",
-        f"best val {_f(s.best_val)} (baseline {_f(s.baseline_val)})"
+        f"best val {s.best_val_text()} (baseline {_f(s.baseline_val)})"
         + (f", commit {s.best_commit[:12]}" if s.best_commit else ""),
     ]
     if s.final_test is not None or s.baseline_test is not None:

@@ -44,6 +44,7 @@ class ReportData:
     diffs: dict[int, str]
     sandbox: str = ""          # the coding agent's, as the run resolved it
     noise: tuple[str, list[str]] | None = None   # describe_noise's line and warnings, once a baseline ran
+    best_remeasured: float | None = None         # an accepted best's val from draws after it was chosen
 
 
 def recorded_noise(store: Store, gate: GateConfig) -> tuple[str, list[str]] | None:
@@ -72,6 +73,8 @@ def load(ws: Workspace, gate: GateConfig) -> ReportData:
             events=[dict(e) for e in store.events()[-40:]], gates={}, diffs={}, sandbox=store.get("sandbox") or "",
             noise=recorded_noise(store, gate),
         )
+        best = store.best()
+        data.best_remeasured = store.fresh_mean(best.code_hash) if best and best.n > 0 else None
     finally:
         store.close()
     for r in rows:
@@ -134,7 +137,9 @@ class Page:
                     f"<code>autoharness report --final</code>)</span>")
         n = {k: sum(r.decision == k for r in self.proposals) for k in ("accepted", "rejected", "error")}
         cards = [
-            ("validation", f"{_f(base_val)} &rarr; <b>{_f(best_val)}</b>{_delta(base_val, best_val)}"),
+            ("validation", f"{_f(base_val)} &rarr; <b>{_f(best_val)}</b>{_delta(base_val, best_val)}"
+                           + ("" if self.d.best_remeasured is None else
+                              f" <span class=\"muted\">(re-measured since: {_f(self.d.best_remeasured)})</span>")),
             ("test (held out)", test),
             ("decisions", f"{len(self.proposals)} proposals: <span class=\"accepted\">{n['accepted']} accepted</span>, "
                           f"<span class=\"rejected\">{n['rejected']} rejected</span>, "

@@ -90,6 +90,8 @@ CREATE TABLE IF NOT EXISTS kv (
 );
 """
 
+FRESH = ("baseline", "incumbent")   # draws of a best made after it was chosen (the base commit was not chosen)
+
 TSV_COLUMNS = [
     "iteration", "val_score", "commit", "evals_passed", "evals_total", "timestamp",
     "decision", "reason", "backend", "cost_usd", "duration_s",
@@ -250,6 +252,14 @@ class Store:
     def cached_results(self, code_hash: str, task_ids: list[str]) -> dict[str, StoredResult]:
         """The first sample of each task: what a deterministic benchmark's cache answers."""
         return {t: s[0] for t, s in self.samples(code_hash, task_ids).items()}
+
+    def fresh_mean(self, code_hash: str, split: str = "val") -> float | None:
+        """The mean over tasks of a version's draws made after it was chosen: its score without the luck that
+        chose it (None before any such draw)."""
+        rows = self.conn.execute(
+            f"SELECT task_id, AVG(reward) FROM results WHERE code_hash=? AND split=? AND reward IS NOT NULL "
+            f"AND purpose IN ({', '.join('?' * len(FRESH))}) GROUP BY task_id", (code_hash, split, *FRESH)).fetchall()
+        return sum(r[1] for r in rows) / len(rows) if rows else None
 
     def add_samples(self, code_hash: str, results: list[StoredResult], purpose: str = "") -> list[StoredResult]:
         """Store one new draw of each result's task; return them with their draw numbers."""

@@ -205,6 +205,8 @@ def test_real_fix_is_accepted_and_the_new_best_is_measured_afresh(tmp_path):
     assert second["paired"]["incumbent_mean"] == pytest.approx(0.8)
     assert second["paired"]["candidate_mean"] == pytest.approx(0.8)
     assert tsv(toy)[2]["decision"] == "rejected"
+    # status shows both: the best's val as its gate measured it, and as re-measured since.
+    assert "best val 1.000, re-measured 0.800 (baseline 0.300)" in cli(toy, "status").stdout
 
 
 @pytest.mark.parametrize("noise", ["noisy", "deterministic"])
