@@ -144,7 +144,8 @@ class Evaluator:
         if traces is not None:
             traces.mkdir(parents=True, exist_ok=True)
         total = len(task_ids) * draws
-        done = [out.cached]
+        done = [out.cached]     # draws that count towards `total`, bumped by the runner's ticks in between
+        counted = out.cached
 
         def tick(_task: str, _res: TaskResult) -> None:
             done[0] += 1
@@ -168,7 +169,9 @@ class Evaluator:
                     for s in self.store.add_samples(chash, [self._keep(t, split, fresh[t]) for t in batch], purpose):
                         out.samples.setdefault(s.task_id, []).append(s)
                         out.results.setdefault(s.task_id, s)
-                    done[0] = sum(min(len(ss), draws) for ss in out.samples.values())
+                    # Each task of the batch lacked this draw and now has it: one more that counts, no recount.
+                    counted += len(batch)
+                    done[0] = counted
                     if self.on_progress:
                         self.on_progress(label or split, done[0], total)
                 if out.stopped_early:

@@ -37,10 +37,13 @@ def noise(ctx: RunContext) -> Noise:
     return Noise.from_dict(json.loads(ctx.store.get("noise", "{}") or "{}"))
 
 
-def is_noisy(ctx: RunContext) -> bool:
+def paired_rule(noise: Noise, g: GateConfig) -> bool:
     """The paired gate's benchmark: one the config says is noisy, or one whose A/A check saw a task flip."""
-    mode = ctx.cfg.gate.noise
-    return mode == "noisy" or (mode == "auto" and noise(ctx).noisy)
+    return g.noise == "noisy" or (g.noise == "auto" and noise.noisy)
+
+
+def is_noisy(ctx: RunContext) -> bool:
+    return paired_rule(noise(ctx), ctx.cfg.gate)
 
 
 def describe_noise(noise: Noise, g: GateConfig) -> tuple[str, list[str]]:
@@ -49,9 +52,8 @@ def describe_noise(noise: Noise, g: GateConfig) -> tuple[str, list[str]]:
         rule = "the paired gate (gate.noise = \"noisy\")" if g.noise == "noisy" else "the exact rule"
         return f"not measured (the baseline ran val once); {rule}", []
     flips = f"{len(noise.flips)}/{noise.tasks} val tasks flipped in the A/A check ({noise.runs} runs)"
-    noisy = g.noise == "noisy" or (g.noise == "auto" and noise.noisy)
     warnings = []
-    if not noisy:
+    if not paired_rule(noise, g):
         line = f"{flips}: deterministic, the exact rule"
         if noise.noisy:
             warnings.append(f"gate.noise = \"deterministic\" although {len(noise.flips)} val tasks flipped: "

@@ -208,13 +208,14 @@ def baseline(ctx: RunContext) -> IterationRecord:
             ctx.step("baseline:test", 0)
             test = timer.add(ctx.evaluator.evaluate(wt, chash, splits.test, "test", label="baseline test",
                                                     purpose="baseline"))
-    noise = stats.Noise.measure(val.rewards())
+    rewards = val.rewards()
+    noise = stats.Noise.measure(rewards)
     suite = gate.Suite.initial(train.results, g.pass_reward)
     ok, total = gate.pass_rate(train.results, g.pass_reward)
     rec = IterationRecord(
         n=0, started_at=timer.started_at, decided_at=time.time(), decision=Decision.BASELINE,
         reason=f"train {ok}/{total}" + ("" if test is None else f", test {records.fmt(test.score)}"),
-        val_score=stats.mean_of_means(val.rewards()), commit_sha=tip, code_hash=chash, evals_passed=ok, evals_total=total,
+        val_score=stats.mean_of_means(rewards), commit_sha=tip, code_hash=chash, evals_passed=ok, evals_total=total,
         backend=ctx.cfg.backend.kind, model=ctx.cfg.backend.model, config_hash=ctx.cfg.digest(), **timer.fields(),
     )
     test_score = {} if test is None else {"score": test.score, "n": len(test.results)}
