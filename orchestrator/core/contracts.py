@@ -84,6 +84,10 @@ class CodingAgent(Protocol):
     def check(self) -> list[Check]: ...
 
 
+# Error classes of a result the benchmark did not judge (the evaluator may have counted it as reward 0).
+UNSCORED = frozenset({"infra", "crash", "bad_output", "bad_reward", "missing", "dropped"})
+
+
 @dataclass
 class TaskResult:
     """One task's outcome. `reward` None means an infrastructure error (see `error`).
@@ -100,6 +104,11 @@ class TaskResult:
     @property
     def infra_error(self) -> bool:
         return self.reward is None
+
+    @property
+    def unscorable(self) -> bool:
+        """The benchmark could not judge the task: no reward, or the run crashed or printed no valid result."""
+        return self.reward is None or self.error_class in UNSCORED
 
 
 class BenchmarkRunner(ABC):
