@@ -20,6 +20,17 @@ def public_reason(r: IterationRecord) -> str:
     return f"{r.stage}: {r.reason}" if r.stage else r.reason
 
 
+def _outcome(r: IterationRecord) -> str:
+    """The decision and its public reason, without saying "rejected" twice."""
+    why = public_reason(r)
+    return why if why.startswith(str(r.decision)) else f"{r.decision}: {why}" if why else str(r.decision)
+
+
+def decision_line(r: IterationRecord) -> str:
+    """One iteration's outcome as every console line shows it (run, run --once, the demo)."""
+    return f"iteration {r.n}: {r.decision}" + (f" ({r.stage})" if r.stage else "") + (f": {r.reason}" if r.reason else "")
+
+
 def attempts(store: Store, last: int = 10) -> str:
     rows = [r for r in store.iterations() if r.n > 0]
     if not rows:
@@ -27,7 +38,7 @@ def attempts(store: Store, last: int = 10) -> str:
     out = []
     for r in rows[-last:]:
         first = r.summary.strip().splitlines()[0][:200] if r.summary.strip() else "(no summary)"
-        out.append(f"- Iteration {r.n}: {r.decision} — {public_reason(r)}. {first}")
+        out.append(f"- Iteration {r.n}: {_outcome(r)}. {first}")
     return "\n".join(out)
 
 
@@ -36,7 +47,7 @@ def learnings(store: Store) -> str:
     for r in store.iterations():
         if r.n == 0:
             continue
-        head = f"## Iteration {r.n}: {r.decision}" + (f" ({public_reason(r)})" if r.decision != Decision.ACCEPTED else "")
+        head = f"## Iteration {r.n}: " + (r.decision if r.decision == Decision.ACCEPTED else _outcome(r))
         parts.append(f"{head}\n{r.summary.strip() or '(no summary)'}\n")
     return "\n".join(parts)
 
