@@ -195,6 +195,14 @@ def doctor(ctx: typer.Context) -> None:
     raise typer.Exit(1 if failed else 0)
 
 
+@app.command()
+@handled
+def install(name: Annotated[str, typer.Argument(help="the benchmark: tau2 | harbor")]) -> None:
+    """Build a benchmark's own Python environment where its runner looks for it (reused when already built)."""
+    from orchestrator.install import install as build
+    build(name, say=lambda line: console.print(line, highlight=False, soft_wrap=True))
+
+
 def main() -> None:
     try:
         app()
