@@ -129,6 +129,10 @@ class IterationRecord:
     config_hash: str = ""
     run_id: int | None = None
 
+    def staged_reason(self) -> str:
+        """The reason with the stage that gave it (`guard: ...`), as the console shows it."""
+        return f"{self.stage}: {self.reason}" if self.stage and self.reason else self.stage or self.reason
+
 
 @dataclass
 class StoredResult:
@@ -308,7 +312,7 @@ class Store:
                 str(r.evals_total),
                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.decided_at)),
                 r.decision,
-                r.reason,
+                r.staged_reason(),
                 r.backend,
                 _cost_cell(r),
                 f"{r.duration_s:.1f}",

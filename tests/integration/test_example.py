@@ -270,7 +270,7 @@ def test_the_loop_records_the_designed_decisions(night):
             assert stages[-1]["stage"] == it["stage"] and not stages[-1]["passed"], (it["patch"], stages)
             assert all(s["passed"] for s in stages[:-1]), (it["patch"], stages)
             assert rec.commit_sha == "" and verdict["commit"] == ""
-            assert row["reason"].startswith(it["stage"]) or it["stage"] == "guard", row
+            assert row["reason"].startswith(f"{it['stage']}: "), row   # the stage, as the console shows it
     # Exactly the accepted commits are on the branch, in order, on top of the base.
     accepted = [r.commit_sha for r in night.rows if r.decision == "accepted"]
     assert night.branch[:-1] == accepted[::-1] and len(night.branch) == len(accepted) + 1

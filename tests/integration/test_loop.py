@@ -21,8 +21,8 @@ def test_full_queue_gives_every_decision(queued):
     assert [r["decision"] for r in rows] == ["baseline", "accepted", "rejected", "rejected", "rejected", "rejected", "accepted"]
     assert [r["val_score"] for r in rows][:2] == ["0.2500", "0.7500"]
     assert rows[6]["val_score"] == "1.0000"
-    assert "outside editable" in rows[2]["reason"] and "README.md" in rows[2]["reason"]
-    assert rows[3]["reason"].startswith("suite 0/2")
+    assert rows[2]["reason"].startswith("guard: changes outside editable") and "README.md" in rows[2]["reason"]
+    assert rows[3]["reason"].startswith("suite: suite 0/2")
     assert "does not beat best 0.7500" in rows[4]["reason"]
     assert "stopped early, 2/4 not run" in rows[5]["reason"]
 

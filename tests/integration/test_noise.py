@@ -227,7 +227,7 @@ def test_flaky_suite_task_is_drawn_again(tmp_path, noise):
     if noise == "deterministic":
         # The candidate's one draw of the flaky task failed (k = 1): one failing suite task rejects.
         assert row["decision"] == "rejected" and record["stage"] == "suite"
-        assert row["reason"].startswith("suite 1/2") and suite["passed"] is False
+        assert row["reason"].startswith("suite: suite 1/2") and suite["passed"] is False
         assert flaky == [(0, 0.0, "gate")] and toy.draws("tr-flaky-1") == "10"
         return
     # Drawn again (k = 2), it passes: the suite holds, and the candidate is judged on val and accepted.
