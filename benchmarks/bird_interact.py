@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from benchmarks import containment
 from benchmarks.containment import conflict_result
-from benchmarks.shims import provider_key, resolve_python, run_shim, tail
+from benchmarks.shims import agent_module_file, provider_key, resolve_python, run_shim, tail
 from benchmarks.starters import STARTERS
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
@@ -168,31 +168,53 @@ class BirdInteractRunner(BenchmarkRunner):
         pairs = (ln.split("#", 1)[0].strip().partition("=") for ln in lines if "=" in ln and not ln.lstrip().startswith("#"))
         return {k.strip(): v.strip().strip('"').strip("'") for k, _, v in pairs if k.strip()}
 
+    def agent_files(self) -> list[str]:
+        """The module of `options.agent` (e.g. agent/bird_agent.py): what the shim imports from the worktree."""
+        try:
+            return [agent_module_file(self.options.agent, cls="none")]
+        except ConfigError:
+            return []
+
     def check(self) -> list[Check]:
-        checks: list[Check] = []
+        """Every independent thing a run needs, each on its own line: a missing checkout hides nothing else."""
+        return [self._python_check(), *self._checkout_checks(), self._agent_check(), *self._service_checks()]
+
+    def _python_check(self) -> Check:
         try:
             python = resolve_python(self.options.python, self.config_dir, "bird-interact", PYTHON_HINT)
-            probe = run_process([str(python), "-c", "import google.adk, fastapi, uvicorn, httpx, psycopg2, litellm"],
-                                timeout_s=120)
-            checks.append(Check("bird-interact python", probe.ok, str(python) if probe.ok else
-                                f"{python} lacks the ADK requirements: {tail(probe.stderr, 300)}"))
         except ConfigError as exc:
-            checks.append(Check("bird-interact python", False, str(exc)))
+            return Check("bird-interact python", False, str(exc), config=bool(self.options.python))
+        probe = run_process([str(python), "-c", "import google.adk, fastapi, uvicorn, httpx, psycopg2, litellm"],
+                            timeout_s=120)
+        return Check("bird-interact python", probe.ok, str(python) if probe.ok else
+                     f"{python} lacks the ADK requirements ({tail(probe.stderr, 300)}); `pip install -r "
+                     "requirements.txt` of the ADK checkout into it")
+
+    def _checkout_checks(self) -> list[Check]:
+        """The ADK checkout, and the dataset with its gold answers (found in the checkout unless `data` is set)."""
+        checks = []
         try:
             checks.append(Check("bird-interact ADK checkout", True, str(self.adk_dir())))
         except ConfigError as exc:
-            return checks + [Check("bird-interact ADK checkout", False, str(exc)), *self._service_checks()]
+            checks.append(Check("bird-interact ADK checkout", False, str(exc), config=True))
         try:
             rows = read_tasks(self.data_path())
-            gold = sum(1 for r in rows if has_gold(r))
-            checks.append(Check("bird-interact data", bool(rows), f"{len(rows)} tasks in {self.data_path()}"))
-            checks.append(Check("bird-interact gold", gold == len(rows) and gold > 0,
-                                f"{gold}/{len(rows)} tasks carry sol_sql and test_cases" + (
-                                    "" if gold == len(rows) and gold else
-                                    "; request the GT file by email and merge it (docs/benchmarks/bird-interact.md)")))
         except ConfigError as exc:
-            checks.append(Check("bird-interact data", False, str(exc)))
-        return checks + self._service_checks()
+            return checks + [Check("bird-interact data", False, str(exc), config=True)]
+        gold = sum(1 for r in rows if has_gold(r))
+        checks.append(Check("bird-interact data", bool(rows), f"{len(rows)} tasks in {self.data_path()}"))
+        checks.append(Check("bird-interact gold", gold == len(rows) and gold > 0,
+                            f"{gold}/{len(rows)} tasks carry sol_sql and test_cases" + (
+                                "" if gold == len(rows) and gold else
+                                "; request the GT file by email and merge it (docs/benchmarks/bird-interact.md)")))
+        return checks
+
+    def _agent_check(self) -> Check:
+        try:
+            path = agent_module_file(self.options.agent, cls="none")
+        except ConfigError as exc:
+            return Check("bird-interact agent", False, str(exc), config=True)
+        return Check("bird-interact agent", True, f"{self.options.agent} from {path} of the target")
 
     def _service_checks(self) -> list[Check]:
         checks = []

