@@ -15,7 +15,9 @@ The agent's code runs in that process and can print too, so (benchmarks/containm
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskRes
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.jsonl import parse_json_line
 from orchestrator.core.proc import run_process
+from orchestrator.core.taskids import check_ids, problem
 
 
 class CommandOptions(BaseModel):
@@ -47,6 +50,25 @@ def read_line(reports: Reports, task_id: str, line: str) -> None:
         reports.add(task_id, obj)
 
 
+def parse_listing(stdout: str) -> list[str]:
+    """The task ids a listing printed. When any line is a JSON object with a `task_id`, those objects are the
+    listing and every other line is a log, as in a run's output; else each non-empty line must be one id, and
+    the first that is not one is an error (a log line printed to stdout would otherwise become a task)."""
+    where = "benchmark.options.cmd (its task listing)"
+    lines = [(n, line.strip()) for n, line in enumerate(stdout.splitlines(), 1) if line.strip()]
+    objects = [obj for _, line in lines if (obj := parse_json_line(line)) is not None and "task_id" in obj]
+    if objects:
+        ids = check_ids([str(obj["task_id"]) for obj in objects], where)
+    else:
+        for n, line in lines:
+            why = problem(line)
+            if why is not None:
+                raise ConfigError(f"{where}: line {n}, {line[:120]!r}, is not a task id (it {why}); print one id a "
+                                  "line (or JSON lines with a task_id) on stdout, and logs to stderr")
+        ids = [line for _, line in lines]
+    return list(dict.fromkeys(ids))  # listed twice is still one task
+
+
 class CommandRunner(BenchmarkRunner):
     starter = Starter(
         benchmark={"kind": "command", "options": {"cmd": ["python3", "/path/to/your/eval.py"]}},
@@ -57,6 +79,26 @@ class CommandRunner(BenchmarkRunner):
         super().__init__(config, config_dir)
         self.options: CommandOptions = parse_options(CommandOptions, config.options, "benchmark.options")
         self.cwd = (config_dir / self.options.cwd).resolve() if self.options.cwd else config_dir
+        if not self.cwd.is_dir():
+            raise ConfigError(f"benchmark.options.cwd: {self.cwd} is not a folder")
+        self._check_program()
+
+    def _check_program(self) -> None:
+        """`cmd`'s program must be there now, not fail every task of the night: a bare name is looked up on
+        PATH (the one the benchmark gets), a path is relative to the working folder."""
+        exe = self.options.cmd[0]
+        where = "benchmark.options.cmd"
+        if os.sep not in exe:
+            if shutil.which(exe, path=self._env({}).get("PATH")) is None:
+                here = " (there is one in the working folder: write './" + exe + "')" if (self.cwd / exe).is_file() else ""
+                raise ConfigError(f"{where}: program {exe!r} not found on PATH{here}")
+            return
+        path = self.cwd / Path(exe).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{where}: program {exe!r} not found: no file {path}")
+        if not os.access(path, os.X_OK):
+            raise ConfigError(f"{where}: program {exe!r} is not executable ({path}); chmod +x it, or run it "
+                              "through its interpreter")
 
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
@@ -68,20 +110,35 @@ class CommandRunner(BenchmarkRunner):
         return env
 
     def tasks(self) -> list[str]:
+        """Every task id: the `tasks` option if given, else what `cmd` lists when AUTOHARNESS_LIST_TASKS=1 is set
+        (`parse_listing`). With explicit split lists in the config the listing is optional: when it fails or
+        prints no ids, there is no listing and the lists are the tasks (their union), so every id is written
+        once; when it prints ids, the lists are checked against them."""
         if self.options.tasks is not None:
-            return list(self.options.tasks)
+            return check_ids(self.options.tasks, "benchmark.options.tasks")
+        split = self.config.split
+        listed = self._listing(required=not split.explicit)
+        if listed or not split.explicit:
+            return listed
+        ids = [i for name in ("train", "val", "test") for i in check_ids(getattr(split, name), f"benchmark.split.{name}")]
+        return list(dict.fromkeys(ids))
+
+    def _listing(self, *, required: bool) -> list[str]:
+        """The ids the listing prints; [] when it fails and is not `required`."""
         res = run_process(self.options.cmd, cwd=self.cwd, env=self._env({"AUTOHARNESS_LIST_TASKS": "1"}),
                           timeout_s=self.config.task_timeout_s)
-        if not res.ok:
-            raise ConfigError(f"benchmark.options.cmd: listing tasks failed (exit {res.returncode}): "
-                              f"{res.stderr.strip().splitlines()[-1:] or ''}")
-        # One id a line, bare or as a result-shaped JSON object.
-        ids = []
-        for line in filter(None, map(str.strip, res.stdout.splitlines())):
-            obj = parse_json_line(line)
-            ids.append(str(obj["task_id"]) if obj is not None and "task_id" in obj else line)
-        if not ids:
-            raise ConfigError("benchmark.options: no tasks; give `tasks` or make cmd list them when AUTOHARNESS_LIST_TASKS=1")
+        if res.ok:
+            ids = parse_listing(res.stdout)
+        elif required:
+            said = next(filter(None, map(str.strip, reversed((res.stderr or res.stdout).splitlines()))), "no output")
+            ended = f"timed out after {self.config.task_timeout_s:g}s" if res.timed_out else f"exit {res.returncode}"
+            raise ConfigError(f"benchmark.options.cmd: listing the tasks (AUTOHARNESS_LIST_TASKS=1) failed ({ended}): "
+                              f"{said[:300]}")
+        else:
+            ids = []
+        if not ids and required:
+            raise ConfigError("benchmark.options: no tasks; give `tasks`, explicit split lists, or make cmd print one "
+                              "id a line when AUTOHARNESS_LIST_TASKS=1")
         return ids
 
     def run(self, agent_dir: Path, task_ids: list[str], *, traces_dir: Path | None) -> dict[str, TaskResult]:
@@ -124,7 +181,9 @@ class CommandRunner(BenchmarkRunner):
         if reward is None:
             return TaskResult(None, res.duration_s, cost, error or "the benchmark reported an infra error", "infra")
         if not isinstance(reward, int | float) or isinstance(reward, bool) or not 0.0 <= reward <= 1.0:
-            return TaskResult(None, res.duration_s, cost, f"reward out of range: {reward!r}", "bad_output")
+            printed = json.dumps(reward)
+            printed = printed if len(printed) <= 80 else printed[:80] + "…"
+            return TaskResult(None, res.duration_s, cost, f"reward {printed} is not a number in [0, 1]", "bad_output")
         return TaskResult(float(reward), res.duration_s, cost, error, "" if reward >= 1.0 else "failed")
 
     def benchmark_files(self) -> list[Path]:

@@ -7,8 +7,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.analyze import count
 from orchestrator.core.config import SplitConfig
 from orchestrator.core.errors import ConfigError
+from orchestrator.core.taskids import check_ids
 from orchestrator.core.workspace import write_json
 
 SPLITS = ("train", "val", "test")
@@ -29,7 +31,10 @@ class Splits:
 
 
 def make_splits(cfg: SplitConfig, tasks: list[str], official: dict[str, list[str]] | None = None) -> Splits:
-    known = set(tasks)
+    """The splits of `tasks` (the benchmark's ids) the config asks for: its explicit lists, else the
+    benchmark's official lists, else fractions drawn with the seed. Every id must be a plain token
+    (orchestrator.core.taskids), and every listed id one of `tasks`, in one split only."""
+    known = set(check_ids(tasks, "the benchmark's task list"))
     if cfg.explicit:
         lists = {name: list(getattr(cfg, name)) for name in SPLITS}
         seed = None
@@ -53,17 +58,31 @@ def make_splits(cfg: SplitConfig, tasks: list[str], official: dict[str, list[str
             "test": sorted(ids[n_train + n_val :]),
         }
         seed = cfg.seed
-    seen: dict[str, str] = {}
-    for name in SPLITS:
-        for task_id in lists[name]:
-            if task_id not in known:
-                raise ConfigError(f"benchmark.split.{name}: task {task_id!r} is not a task of the benchmark")
-            if task_id in seen:
-                raise ConfigError(f"benchmark.split.{name}: task {task_id!r} is also in {seen[task_id]}")
-            seen[task_id] = name
+    check_lists(lists, known)
     if not lists["train"] or not lists["val"]:
         raise ConfigError("benchmark.split: train and val must each have at least one task")
     return Splits(lists["train"], lists["val"], lists["test"], seed)
+
+
+def check_lists(lists: dict[str, list[str]], known: set[str]) -> None:
+    """Refuse a bad id, ids the benchmark does not have (all of them named, in one line), or an id in two splits."""
+    for name in SPLITS:
+        check_ids(lists[name], f"benchmark.split.{name}")
+    unknown = [(name, t) for name in SPLITS for t in lists[name] if t not in known]
+    if unknown:
+        names = sorted({name for name, _ in unknown}, key=SPLITS.index)
+        one = len(names) == 1   # then the key says which list, else each id does
+        shown = [f"{t!r}" + ("" if one else f" ({name})") for name, t in unknown]
+        text = ", ".join(shown[:10]) + (f" and {len(shown) - 10} more" if len(shown) > 10 else "")
+        ids = "1 id is" if len(unknown) == 1 else f"{len(unknown)} ids are"
+        where = f"benchmark.split.{names[0]}" if one else "benchmark.split"
+        raise ConfigError(f"{where}: {ids} not among the benchmark's {count(len(known), 'task')}: {text}")
+    seen: dict[str, str] = {}
+    for name in SPLITS:
+        for task_id in lists[name]:
+            if task_id in seen:
+                raise ConfigError(f"benchmark.split.{name}: task {task_id!r} is also in {seen[task_id]}")
+            seen[task_id] = name
 
 
 def load_or_freeze(path: Path, wanted: Splits) -> Splits:
