@@ -10,6 +10,7 @@ held-out runs are contained (benchmarks/containment.py).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -47,8 +48,52 @@ class Tau2Options(BaseModel):
     env: dict[str, str] = {}                # extra environment for tau2 (e.g. OPENAI_API_BASE)
 
 
+def _call_text(action: dict[str, Any]) -> str:
+    args = action.get("arguments") if isinstance(action.get("arguments"), dict) else {}
+    return f"{action.get('name')}({', '.join(f'{k}={json.dumps(v)}' for k, v in args.items())})"
+
+
+def _in_basis(info: dict[str, Any], kind: str) -> bool:
+    basis = info.get("reward_basis")
+    return basis is None or kind in basis
+
+
+def verdict(info: Any) -> str:
+    """What tau2's evaluator found wrong in a failed simulation (its `reward_info`): the first line names the
+    kinds of failure (the digest groups by it), the lines after give the detail."""
+    if not isinstance(info, dict):
+        return ""
+    kinds: list[str] = []
+    details: list[str] = []
+    db = info.get("db_check") or {}
+    db_failed = _in_basis(info, "DB") and db.get("db_match") is False
+    if db_failed:
+        kinds.append("db mismatch")
+    failed_env = [c.get("env_assertion") or {} for c in info.get("env_assertions") or []
+                  if not c.get("met") and _in_basis(info, "ENV_ASSERTION")]
+    if failed_env:
+        kinds.append("env assertions not met: " + ", ".join(dict.fromkeys(str(a.get("func_name")) for a in failed_env)))
+        details += [f"env assertion not met: {_call_text({**a, 'name': a.get('func_name')})}" for a in failed_env]
+    missed = [c.get("action") or {} for c in info.get("action_checks") or [] if not c.get("action_match")]
+    if missed and (db_failed or _in_basis(info, "ACTION")):   # the expected writes explain a db mismatch
+        kinds.append("actions not taken: " + ", ".join(dict.fromkeys(str(a.get("name")) for a in missed)))
+        details += [f"not taken: {_call_text(a)}" for a in missed]
+    unsaid = [c for c in info.get("communicate_checks") or [] if not c.get("met") and _in_basis(info, "COMMUNICATE")]
+    if unsaid:
+        kinds.append("did not communicate")
+        details += [f"did not communicate: {json.dumps(c.get('info'))}" for c in unsaid]
+    unmet = [c for c in info.get("nl_assertions") or [] if not c.get("met") and _in_basis(info, "NL_ASSERTION")]
+    if unmet:
+        kinds.append("nl assertions not met")
+        details += [f"nl assertion not met: {c.get('nl_assertion')}" for c in unmet]
+    if not kinds:
+        note = (info.get("info") or {}).get("note") if isinstance(info.get("info"), dict) else None
+        return str(note or f"reward {info.get('reward')} with no failed check recorded")
+    return "\n".join(["; ".join(kinds), *details])
+
+
 def to_task_result(event: dict[str, Any]) -> TaskResult:
-    """One simulation as the shim reported it."""
+    """One simulation as the shim reported it; a failed one carries tau2's verdict as its error text."""
     reward = event.get("reward")
     costs = (event.get("agent_cost"), event.get("user_cost"))
     cost = sum(costs) if event.get("priced") and all(isinstance(c, int | float) for c in costs) else None
@@ -58,6 +103,8 @@ def to_task_result(event: dict[str, Any]) -> TaskResult:
         return TaskResult(None, duration, cost, error or "tau2 reported no reward", error_class or "infra")
     if isinstance(reward, bool) or not isinstance(reward, int | float) or not 0.0 <= reward <= 1.0:
         return TaskResult(None, duration, cost, f"reward out of range: {reward!r}", "bad_output")
+    if reward < 1.0 and not error:
+        error = verdict(event.get("reward_info"))
     return TaskResult(float(reward), duration, cost, error, error_class)
 
 

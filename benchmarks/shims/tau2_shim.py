@@ -11,7 +11,7 @@ litellm or the agent print goes to stderr):
      "user_llm_args": {...}, "max_steps": 200, "max_errors": 10, "max_retries": 3, "seed": 300,
      "save_dir": null | "dir for train simulations"}
         -> one {"event": "result", "task_id", "trial", "reward", "termination_reason", "agent_cost",
-           "user_cost", "priced", "duration_s", "error", "error_class", "trace"} per task and trial,
+           "user_cost", "priced", "duration_s", "error", "error_class", "trace", "reward_info"} per task and trial,
            then {"event": "done"}; {"event": "fatal", "error": ..., "error_class": ...} if nothing can run.
 
 Each (task, trial) runs in a thread; one that exceeds task_timeout_s is reported as a timeout and
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import queue
 import random
 import sys
@@ -99,7 +100,9 @@ def summarize(sim, trial: int, priced: bool, save_dir: str | None) -> dict:
     reward = sim.reward_info.reward if sim.reward_info is not None else None
     out = {"task_id": sim.task_id, "trial": trial, "termination_reason": reason,
            "agent_cost": sim.agent_cost, "user_cost": sim.user_cost, "priced": priced,
-           "duration_s": sim.duration, "error": "", "error_class": "", "trace": None}
+           "duration_s": sim.duration, "error": "", "error_class": "", "trace": None,
+           # tau2's verdict (db check, actions, communicate checks): autoharness words a failure from it.
+           "reward_info": json.loads(sim.reward_info.model_dump_json()) if sim.reward_info is not None else None}
     if reason in INFRA_TERMINATIONS or getattr(sim, "skipped", False) or reward is None:
         out.update(reward=None, error=f"tau2 terminated the simulation: {reason}", error_class="infra")
     elif reason not in SCORED_STOPS:

@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from agents.scripted_server import ScriptedServer
-from benchmarks.tau2 import Tau2Runner
+from benchmarks.shims import SHIMS
+from benchmarks.tau2 import Tau2Runner, to_task_result
 from orchestrator.core.config import BenchmarkConfig
 from tests.fixtures.tau2.script import SOLVE_MARKER, Tau2Script, load_tasks, tau2_python
 from tests.helpers import REPO
@@ -158,3 +162,19 @@ def test_tasks_official_split_and_doctor(python, tmp_path, monkeypatch):
     assert checks["tau2 package"].ok and "26.3" in checks["tau2 package"].detail
     agent_model = checks["tau2 agent model"]
     assert not agent_model.ok and "OPENAI_API_KEY is not set" in agent_model.detail
+
+
+def test_the_shim_reports_tau2s_verdict_of_a_real_simulation(python):
+    """The shim's result line for a SimulationRun graded by tau2 (tests/fixtures/tau2) carries reward_info, and
+    the runner words the failure from it."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from tau2_shim import summarize\n"
+            "from tau2.data_model.simulation import SimulationRun\n"
+            "sim = SimulationRun.model_validate_json(open(sys.argv[2]).read())\n"
+            "print(json.dumps(summarize(sim, 0, False, None)))")
+    fixture = REPO / "tests" / "fixtures" / "tau2" / "sim-missed_exchange.json"
+    out = subprocess.run([str(python), "-c", code, str(SHIMS), str(fixture)], capture_output=True, text=True,
+                         check=True, env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    event = json.loads(out.stdout.strip().splitlines()[-1])
+    got = to_task_result(event)
+    assert got.reward == 0.0 and got.error_class == "failed"
+    assert got.error.splitlines()[0] == "db mismatch; actions not taken: exchange_delivered_order_items"

@@ -3,12 +3,15 @@ output, a hang), and its config errors. Real tau2-bench: tests/e2e/test_tau2.py.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import benchmarks.tau2 as tau2_mod
 from benchmarks.tau2 import Tau2Runner
+from orchestrator.analyze import group_failures
 from orchestrator.core.config import BenchmarkConfig
-from tests.helpers import REPO
+from orchestrator.store import StoredResult
+from tests.helpers import FIXTURES_DIR, REPO
 
 STARTER = (REPO / "benchmarks" / "starters" / "tau2_agent.py").read_text()
 
@@ -120,3 +123,42 @@ def test_agent_files_name_the_module_the_shim_imports(tmp_path):
         return Tau2Runner(BenchmarkConfig(kind="tau2", options={"agent": agent}), tmp_path).agent_files()
     assert files("agent.tau2_agent:Agent") == ["agent/tau2_agent.py"]
     assert files("support.bots.airline:Bot") == ["support/bots/airline.py"]
+
+
+def shim_event(task_id: str, scenario: str) -> dict:
+    """The result line the shim sends for a simulation of tests/fixtures/tau2 (graded by tau2's own evaluator)."""
+    sim = json.loads((FIXTURES_DIR / "tau2" / f"sim-{scenario}.json").read_text())
+    reward = sim["reward_info"]["reward"]
+    return {"event": "result", "task_id": task_id, "trial": 0, "reward": reward,
+            "termination_reason": sim["termination_reason"], "agent_cost": None, "user_cost": None, "priced": False,
+            "duration_s": sim["duration"], "error": "", "error_class": "" if reward >= 1 else "failed",
+            "trace": None, "reward_info": sim["reward_info"]}
+
+
+def test_failed_tasks_carry_tau2s_verdict_and_land_in_different_groups(tmp_path):
+    plan = {"r": "missed_return", "x": "missed_exchange", "c": "not_communicated", "p": "passed", "r2": "missed_return"}
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(shim_event(t, s)) + "\n" for t, s in plan.items()) + '{"event": "done"}\n')
+    got = runner(fake_python(tmp_path, f"cat >/dev/null\ncat {events}\n"), tmp_path).run(
+        agent_dir(tmp_path), list(plan), traces_dir=None)
+    assert got["p"].reward == 1.0 and got["p"].error == ""
+    r = got["r"].error.splitlines()
+    assert r[0] == "db mismatch; actions not taken: return_delivered_order_items"
+    assert r[1].startswith('not taken: return_delivered_order_items(order_id="#W')
+    assert got["x"].error.splitlines()[0] == "db mismatch; actions not taken: exchange_delivered_order_items"
+    assert got["c"].error.splitlines() == ["did not communicate", 'did not communicate: "54.04"',
+                                           'did not communicate: "41.64"']
+    # The digest groups by the first line: a missed return, a missed exchange and a missed fact are three groups.
+    stored = {t: StoredResult(t, "train", g.reward, g.error_class, g.error, g.duration_s, g.cost_usd)
+              for t, g in got.items()}
+    groups = {g.signature: sorted(t.task_id for t in g.tasks) for g in group_failures(stored, 1.0)}
+    assert groups == {"[failed] db mismatch; actions not taken: return_delivered_order_items": ["r", "r2"],
+                      "[failed] db mismatch; actions not taken: exchange_delivered_order_items": ["x"],
+                      "[failed] did not communicate": ["c"]}
+
+
+def test_verdict_without_checks_says_what_tau2_noted():
+    assert tau2_mod.verdict({"reward": 0.0, "reward_basis": None,
+                             "info": {"note": "Simulation terminated prematurely. Termination reason: max_steps"}}
+                            ) == "Simulation terminated prematurely. Termination reason: max_steps"
+    assert tau2_mod.verdict(None) == ""
