@@ -15,6 +15,7 @@ import math
 import os
 import re
 import shutil
+from dataclasses import replace
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -109,6 +110,54 @@ def trial_result(data: Any, agent_module_file: str) -> tuple[str, TaskResult]:
     return data["task_name"], TaskResult(None, duration, cost, text, "infra")
 
 
+MAX_REPORT_BYTES = 2_000_000
+MAX_NAMED_TESTS = 5
+_PYTEST_SUMMARY = re.compile(r"^(?:FAILED|ERROR) (\S+)(?: - (.*))?$", re.M)
+
+
+def _read_report(path: Path) -> str | None:
+    """A verifier file as text; None if absent, a symlink, or too large to be a report."""
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_REPORT_BYTES:
+        return None
+    return path.read_text(errors="replace")
+
+
+def _ctrf_failures(text: str | None) -> tuple[list[tuple[str, str]], int] | None:
+    """(failing test, why) and the number of tests, from a CTRF report (pytest --ctrf, as Terminal-Bench writes)."""
+    try:
+        tests = json.loads(text)["results"]["tests"] if text else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(tests, list):
+        return None
+    failed = []
+    for t in (t for t in tests if isinstance(t, dict) and t.get("status") not in ("passed", "skipped", "pending")):
+        raised = [ln.strip()[1:].strip() for ln in str(t.get("trace") or "").splitlines() if ln.startswith("E ")]
+        failed.append((str(t.get("name")), raised[0] if raised else str(t.get("message") or t.get("status"))))
+    return failed, len(tests)
+
+
+def _stdout_failures(text: str | None) -> tuple[list[tuple[str, str]], int | None] | None:
+    """(failing test, why) from pytest's short summary (`-rA`) in the verifier's stdout."""
+    found = [(m[1], (m[2] or "").strip()) for m in _PYTEST_SUMMARY.finditer(text or "")]
+    return (found, None) if found else None
+
+
+def verifier_failures(verifier_dir: Path, reward: float) -> str:
+    """The error text of a trial the verifier failed: first line the failing tests, then why each failed."""
+    report = (_ctrf_failures(_read_report(verifier_dir / "ctrf.json"))
+              or _stdout_failures(_read_report(verifier_dir / "test-stdout.txt")))
+    if not report or not report[0]:
+        return f"verifier gave reward {reward:g} and recorded no failing test (no ctrf.json or pytest summary)"
+    failed, total = report
+    names = [name.split("::", 1)[-1] for name, _ in failed]
+    shown = ", ".join(names[:MAX_NAMED_TESTS]) + (f" and {len(names) - MAX_NAMED_TESTS} more"
+                                                  if len(names) > MAX_NAMED_TESTS else "")
+    count = f"{len(failed)} of {total}" if total else str(len(failed))
+    first = f"verifier: {count} test{'' if (total or len(failed)) == 1 else 's'} failed: {shown}"
+    return "\n".join([first, *(f"{name}: {why}" for name, (_, why) in zip(names, failed, strict=True) if why)])
+
+
 def read_job(job_dir: Path, task_ids: list[str], agent_module_file: str) -> tuple[dict[str, list[TaskResult]], dict[str, Path]]:
     """Every trial in a job folder, by task; and each trial's folder (for traces)."""
     found: dict[str, list[TaskResult]] = {t: [] for t in task_ids}
@@ -121,6 +170,8 @@ def read_job(job_dir: Path, task_ids: list[str], agent_module_file: str) -> tupl
             continue   # a trial harbor never finished: its task counts as missing
         try:
             task, result = trial_result(json.loads(path.read_text()), agent_module_file)
+            if result.error_class == "failed" and not result.error and result.reward is not None:
+                result = replace(result, error=verifier_failures(trial_dir / "verifier", result.reward))
         except (ValueError, json.JSONDecodeError) as exc:
             task = _task_of_folder(trial_dir.name, task_ids)
             if task is None:

@@ -13,8 +13,10 @@ import pytest
 
 import benchmarks.harbor as harbor_mod
 from benchmarks.harbor import HarborRunner, glob_escape
+from orchestrator.analyze import group_failures
 from orchestrator.core.config import BenchmarkConfig
 from orchestrator.core.errors import ConfigError
+from orchestrator.store import StoredResult
 from tests.helpers import FIXTURES_DIR, cli, dump_toml, git, mentions, starter_agent
 
 FIXTURES = FIXTURES_DIR / "harbor"
@@ -208,3 +210,36 @@ def test_loop_end_to_end_with_the_stand_in(tmp_path):
     for task in ("va-one", "va-two", "te-one"):
         assert mentions(tmp_path, f"{CANARY}-{task}") == [], task
     assert [p for p in scratch_tmp.rglob("*") if p.is_file() or p.name.startswith("autoharness-harbor-")] == []
+
+
+def test_a_failed_trial_names_the_verifiers_failing_tests(tmp_path):
+    """The error text of a verifier failure: the failing tests (harbor's verifier/ctrf.json, else pytest's summary in
+    test-stdout.txt), so the digest tells a failed test from a timeout or a crash."""
+    plan = {"ctrf": "fail", "stdout": "fail:stdout", "bare": "fail:none", "half": "partial", "ok": "pass"}
+    got = runner(tmp_path, plan).run(agent_dir(tmp_path), list(plan), traces_dir=None)
+    first = "verifier: 2 of 3 tests failed: test_error_count, test_summary_file_written"
+    assert got["ctrf"].error.splitlines() == [first,
+                                              "test_error_count: AssertionError: expected 4 ERROR lines in the summary",
+                                              "test_summary_file_written: AssertionError: summary.txt was not written"]
+    assert got["half"].error.splitlines()[0] == first and got["half"].reward == 0.5
+    assert got["stdout"].error.splitlines()[0] == "verifier: 2 tests failed: test_error_count, test_summary_file_written"
+    assert got["stdout"].error.splitlines()[1] == "test_error_count: AssertionError: expected 4 E..."
+    assert got["bare"].error == "verifier gave reward 0 and recorded no failing test (no ctrf.json or pytest summary)"
+    assert got["ok"].error == ""
+    stored = {t: StoredResult(t, "train", g.reward, g.error_class, g.error, g.duration_s, g.cost_usd)
+              for t, g in got.items()}
+    plan2 = {"slow": "agent_timeout"}
+    slow = runner(tmp_path / "b", plan2).run(agent_dir(tmp_path / "b"), list(plan2), traces_dir=None)["slow"]
+    stored["slow"] = StoredResult("slow", "train", slow.reward, slow.error_class, slow.error, 0.0, None)
+    groups = [g.signature for g in group_failures(stored, 1.0)]
+    assert groups[0] == "[failed] verifier: N of N tests failed: test_error_count, test_summary_file_written"
+    assert len(groups) == 4 and any(g.startswith("[timeout] AgentTimeoutError") for g in groups)
+
+
+def test_a_symlinked_or_garbled_report_is_not_read(tmp_path):
+    verifier = tmp_path / "verifier"
+    verifier.mkdir()
+    (verifier / "ctrf.json").write_text("{not json")
+    (tmp_path / "secret").write_text("FAILED tests/x.py::test_secret - the answer is 42\n")
+    (verifier / "test-stdout.txt").symlink_to(tmp_path / "secret")
+    assert harbor_mod.verifier_failures(verifier, 0.0).startswith("verifier gave reward 0 and recorded no failing test")
