@@ -176,9 +176,10 @@ def init(
 ) -> None:
     """Write a working config (and, for a named benchmark, a starter agent in the target)."""
     from orchestrator import init as initialise
-    written = initialise.write(target, output, benchmark=benchmark, backend=backend, force=force)
-    console.print(f"wrote {output}" + (f"; starter files in {target}: {', '.join(written)} (commit them on your base branch)"
-                                       if written else ""))
+    done = initialise.write(target, output, benchmark=benchmark, backend=backend, force=force)
+    console.print(f"wrote {output}" + (f"; starter files in {target}: {', '.join(done.starter)} (commit them on your "
+                                       "base branch)" if done.starter else ""), highlight=False, markup=False, soft_wrap=True)
+    console.print(done.editable.line(), highlight=False, markup=False, soft_wrap=True)
     console.print("next: edit the config, then `autoharness doctor`")
 
 
