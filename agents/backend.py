@@ -69,7 +69,7 @@ class Backend:
     def __init__(self, config: BackendConfig, config_dir: Path):
         self.config = config
         self.config_dir = config_dir
-        self.options = parse_options(self.options_model, config.options, "backend.options")
+        self.options = parse_options(self.options_model, config.options, f"{config.where}.options")
         self.model = config.model or self.default_model
 
     def env(self, request_env: dict[str, str] | None = None) -> dict[str, str]:

@@ -61,6 +61,6 @@ class FallbackChain:
 
 
 def build_agent(section: BackendSection, config_dir: Path) -> CodingAgent:
-    configs: list[BackendConfig] = [section, *section.fallback]
-    agents = [load("backend", c.kind)(c, config_dir) for c in configs]
+    configs: list[BackendConfig] = section.chain()
+    agents = [load("backend", c.kind, where=f"{c.where}.kind")(c, config_dir) for c in configs]
     return agents[0] if len(agents) == 1 else FallbackChain(agents, [c.kind for c in configs])

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from agents.transcript import Transcript
 from orchestrator.core.config import BackendConfig, parse_options
 from orchestrator.core.contracts import Check, Proposal, ProposalRequest, ProposalStatus
-from orchestrator.core.errors import NothingToPropose
+from orchestrator.core.errors import ConfigError, NothingToPropose
 from orchestrator.core.proc import GIT_SAFE, redact, run_process, secret_values
 
 
@@ -34,8 +34,12 @@ def patch_summary(text: str) -> str:
 class ReplayAgent:
     def __init__(self, config: BackendConfig, config_dir: Path):
         self.config = config
-        opts: ReplayOptions = parse_options(ReplayOptions, config.options, "backend.options")
-        self.folder = (config_dir / opts.patches).resolve()
+        self.where = f"{config.where}.options.patches"
+        opts: ReplayOptions = parse_options(ReplayOptions, config.options, f"{config.where}.options")
+        self.folder = (config_dir / opts.patches.expanduser()).resolve()
+        if not self.folder.is_dir():
+            what = "is not a folder" if self.folder.exists() else "does not exist"
+            raise ConfigError(f"{self.where}: {self.folder} {what}")
 
     def queue(self) -> list[Path]:
         return sorted(self.folder.glob("*.patch"))
@@ -43,6 +47,8 @@ class ReplayAgent:
     def propose(self, request: ProposalRequest) -> Proposal:
         start = time.monotonic()
         queue = self.queue()
+        if not queue:  # a queue that was never filled is a mistake; one that ran out is the loop's end
+            raise ConfigError(f"{self.where}: no *.patch files in {self.folder}; nothing to propose")
         if request.iteration < 1 or request.iteration > len(queue):
             raise NothingToPropose(f"the replay queue has {len(queue)} patches; none left for iteration {request.iteration}")
         patch = queue[request.iteration - 1]

@@ -137,7 +137,8 @@ class Daemon:
                 except Exception as exc:
                     reason = f"error: {type(exc).__name__}: {exc}"[:300]
                     store.event("error", reason)
-                    self.log.error("session_error", error=reason)
+                    # A bad config's one line is the command's; the log file keeps it too.
+                    (self.log.info if isinstance(exc, ConfigError) else self.log.error)("session_error", error=reason)
                     self.notifier.error(f"autoharness stopped on an error: {type(exc).__name__}: {exc}")
                     raise
                 night = NightSummary.from_store(store, stop_reason=reason, budget_usd=self.cfg.loop.budget_usd,

@@ -243,3 +243,19 @@ class TargetRepo:
 
     def log(self, limit: int = 50) -> str:
         return self._git("log", "--oneline", f"-{limit}", f"refs/heads/{self.branch}")
+
+
+# -- git's own lock files in the target ---------------------------------------------------------------------
+def stale_ref_locks(repo: TargetRepo) -> list[Path]:
+    """Lock files git left on the refs a run writes (its branch, its best tag, packed refs): with one there, git
+    refuses to move that ref. The target's HEAD and index are never written, so their locks do not matter."""
+    names = [f"refs/heads/{repo.branch}", f"refs/tags/{repo.best_tag}", "packed-refs"]
+    return [lock for name in names if (lock := repo.common_dir / f"{name}.lock").exists()]
+
+
+def check_ref_locks(repo: TargetRepo) -> None:
+    """Refuse to start on a lock git left behind: one line naming it, before any ref moves."""
+    locks = stale_ref_locks(repo)
+    if locks:
+        raise ConfigError(f"target.repo: {locks[0]} exists (git left it, or a git process is still running in "
+                          f"{repo.path}); remove it if no git process is running")

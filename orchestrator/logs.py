@@ -139,10 +139,12 @@ class Phases:
         if exc is None or isinstance(exc, self.ORDINARY_ENDS):
             self.log.info("phase_end", duration_s=took, **({"outcome": str(exc)} if exc else {}))
         else:
-            # Known outcomes (a gate failure, a spent budget) need no traceback; anything else does.
-            self.log.error("phase_error", duration_s=took, error=f"{type(exc).__name__}: {exc}",
-                           error_type=type(exc).__name__,
-                           exc_info=not isinstance(exc, AutoharnessError | Cancelled | KeyboardInterrupt))
+            # Known outcomes (a gate failure, a spent budget) need no traceback; anything else does. A bad
+            # config ends the command with its own one line, so it goes to the log file only; so does a cancel
+            # that was asked for (a second Ctrl-C): the command says what it cancelled.
+            log = self.log.info if isinstance(exc, ConfigError | Cancelled) else self.log.error
+            log("phase_error", duration_s=took, error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__,
+                exc_info=not isinstance(exc, AutoharnessError | Cancelled | KeyboardInterrupt))
 
     @contextmanager
     def traced(self) -> Iterator[None]:

@@ -2,24 +2,72 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from orchestrator.core.errors import ConfigError
 
 SEARCH_ORDER = ("autoharness.toml", "config/autoharness.toml")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MAX_WINDOW_HOURS = 168  # schedule.hours: a week; a longer window is a typo, not a night
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and nan are no timeout, budget or window length: refused in every number of the config.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def ref_name_problem(name: str) -> str | None:
+    """Why git would refuse `name` as a branch (the rules of `git check-ref-format --branch`), or None."""
+    if not name:
+        return "it is empty"
+    if name.startswith("-"):
+        return "it starts with '-'"  # git would read it as an option
+    if name == "@" or name == "HEAD":
+        return f"{name!r} is reserved"
+    bad = next((c for c in name if ord(c) <= 32 or ord(c) == 127 or c in "~^:?*[\\"), None)
+    if bad is not None:
+        return f"it contains {bad!r}"
+    for part in ("..", "@{", "//"):
+        if part in name:
+            return f"it contains {part!r}"
+    if name.startswith("/") or name.endswith(("/", ".")):
+        return "it starts with '/' or ends with '/' or '.'"
+    for component in name.split("/"):
+        if component.startswith(".") or component.endswith(".lock"):
+            return f"the part {component!r} starts with '.' or ends with '.lock'"
+    return None
+
+
+def glob_problem(glob: str) -> str | None:
+    """Why an `editable` glob cannot name files of the target repo, or None."""
+    if not glob.strip():
+        return "it is empty"
+    if glob.startswith(("/", "~")) or re.match(r"[A-Za-z]:[\\/]", glob):
+        return "it is absolute; globs are relative to the target repo's root, like 'agent/**'"
+    parts = re.split(r"[\\/]", glob)
+    if ".." in parts:
+        return "it reaches outside the target repo ('..')"
+    if "." in parts:
+        return "it has a '.' part, which no repo path has; write 'agent/**', not './agent/**'"
+    return None
 
 
 class TargetConfig(Strict):
@@ -27,6 +75,27 @@ class TargetConfig(Strict):
     base: str = "main"
     branch: str = "autoharness"
     editable: list[str] = Field(min_length=1)
+
+    @field_validator("base", "branch")
+    @classmethod
+    def _git_name(cls, name: str, info: ValidationInfo) -> str:
+        why = None if info.field_name == "base" and name == "HEAD" else ref_name_problem(name)
+        if why is not None:
+            what = "git branch name" if info.field_name == "branch" else "git branch, tag or commit name"
+            raise ValueError(f"{name!r} is not a valid {what}: {why}")
+        if info.field_name == "branch" and name in (base := info.data.get("base", ""), base.removeprefix("refs/heads/")):
+            raise ValueError(f"{name!r} is also target.base; the run commits on its own branch and never moves "
+                             "base: choose another branch")
+        return name
+
+    @field_validator("editable")
+    @classmethod
+    def _globs(cls, globs: list[str]) -> list[str]:
+        for glob in globs:
+            why = glob_problem(glob)
+            if why is not None:
+                raise ValueError(f"{glob!r} cannot be an editable glob: {why}")
+        return globs
 
 
 class SplitConfig(Strict):
@@ -68,6 +137,12 @@ class BackendConfig(Strict):
     max_cost_usd: float = Field(5.0, gt=0)
     options: dict[str, Any] = {}
     env: dict[str, str] = {}
+    _where: str = PrivateAttr("backend")
+
+    @property
+    def where(self) -> str:
+        """The table this backend came from, for error lines: `backend` or `backend.fallback[i]`."""
+        return self._where
 
 
 class BackendSection(BackendConfig):
@@ -76,6 +151,16 @@ class BackendSection(BackendConfig):
     sandbox_hide: list[Path] = []                # more folders to hide from the coding agent (bwrap)
     sandbox_image: str = "autoharness-sandbox"   # docker: the image the coding agent runs in
     sandbox_mounts: list[Path] = []              # docker: host folders shown read-only (a toolchain)
+
+    @model_validator(mode="after")
+    def _name_fallbacks(self) -> BackendSection:
+        for i, fallback in enumerate(self.fallback):
+            fallback._where = f"backend.fallback[{i}]"
+        return self
+
+    def chain(self) -> list[BackendConfig]:
+        """The primary backend, then its fallbacks in order."""
+        return [self, *self.fallback]
 
 
 class GateConfig(Strict):
@@ -102,6 +187,13 @@ class ScheduleConfig(Strict):
     hours: float = Field(9, gt=0)
     timezone: str = "UTC"
     grace_s: float = Field(600, ge=0)
+
+    @field_validator("hours")
+    @classmethod
+    def _a_window(cls, hours: float) -> float:
+        if hours > MAX_WINDOW_HOURS:
+            raise ValueError(f"{hours:g} is more than {MAX_WINDOW_HOURS} (a week), the longest window")
+        return hours
 
     @model_validator(mode="after")
     def _valid_cron(self) -> ScheduleConfig:
@@ -178,19 +270,57 @@ def find_config(explicit: Path | None) -> Path:
     raise ConfigError("no config: pass --config, set $AUTOHARNESS_CONFIG, or create ./autoharness.toml")
 
 
-def _error_line(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
+def _where(prefix: str, loc: tuple[Any, ...]) -> str:
+    """`backend.fallback[0].kind` from pydantic's ('backend', 'fallback', 0, 'kind')."""
+    out = prefix
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
+    return out
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, through `list[...]` and `... | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next(filter(None, map(_model_in, get_args(annotation))), None)
+
+
+def _keys_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys the table at `loc` may hold (empty when it is free-form, like `options`)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an item of a list: the list's model was already found
+        field = current.model_fields.get(part) if current else None
+        current = _model_in(field.annotation) if field else None
+    return [k for k, f in current.model_fields.items() if not f.exclude] if current else []
+
+
+def problem_line(err: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+    """One line for a failed validation of `model`: the key and what is wrong with it. An unknown key comes
+    first, with the key probably meant: a misspelt key also leaves the meant one missing, and the typo is the
+    news."""
+    errors = err.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = tuple(first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        msg = "unknown key"
+        # A required key the typo left missing is the likeliest meaning; else any key of the table.
+        missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing" and tuple(e["loc"][:-1]) == loc[:-1]]
+        near = (difflib.get_close_matches(str(loc[-1]), missing, n=1)
+                or difflib.get_close_matches(str(loc[-1]), _keys_at(model, loc[:-1]), n=1))
+        msg = f"unknown key; did you mean {near[0]!r}?" if near else "unknown key"
+        if near:  # the meant key, missing because of the typo, is the same mistake
+            errors = [e for e in errors if not (e["type"] == "missing" and tuple(e["loc"]) == (*loc[:-1], near[0]))]
     elif first["type"] == "missing":
         msg = "missing"
-    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{path}: {loc}: {msg}{more}"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{_where(prefix, loc)}: {msg}{more}"
 
 
 def load_config(explicit: Path | None = None) -> Config:
+    """The config, checked as far as it can be without running anything: its keys and values, the target
+    repo, the workspace folder, and that each plugin kind names a class of its kind."""
     path = find_config(explicit).resolve()
     try:
         raw = tomllib.loads(path.read_text())
@@ -200,13 +330,36 @@ def load_config(explicit: Path | None = None) -> Config:
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_error_line(path, exc)) from None
+        raise ConfigError(f"{path}: {problem_line(exc, Config)}") from None
     base = path.parent
     cfg.source = path
     cfg.workspace = (base / cfg.workspace).resolve()
     cfg.target.repo = (base / cfg.target.repo).resolve()
     _check_target(cfg, path)
+    _check_workspace(cfg, path)
+    _check_kinds(cfg, path)
     return cfg
+
+
+def _check_workspace(cfg: Config, path: Path) -> None:
+    """The workspace, or the nearest of its parents that exists, must be a folder."""
+    folder = cfg.workspace
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        what = "is" if folder == cfg.workspace else f"is inside {folder}, which is"
+        raise ConfigError(f"{path}: workspace: {cfg.workspace} {what} a file, not a folder")
+
+
+def _check_kinds(cfg: Config, path: Path) -> None:
+    """Each plugin kind loads as a class of its kind, before any command starts on the config."""
+    from orchestrator.core import registry  # it imports the contracts, which import this module
+    try:
+        registry.load("benchmark", cfg.benchmark.kind)
+        for backend in cfg.backend.chain():
+            registry.load("backend", backend.kind, where=f"{backend.where}.kind")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _check_target(cfg: Config, path: Path) -> None:
@@ -227,7 +380,4 @@ def parse_options(model: type[BaseModel], options: dict[str, Any], where: str) -
     try:
         return model.model_validate(options)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-        raise ConfigError(f"{where}.{loc}: {msg}") from None
+        raise ConfigError(problem_line(exc, model, where)) from None

@@ -11,6 +11,7 @@ import difflib
 import importlib
 from typing import Any, Literal
 
+from orchestrator.core.contracts import BenchmarkRunner
 from orchestrator.core.errors import ConfigError
 
 Kind = Literal["backend", "benchmark"]
@@ -36,9 +37,10 @@ def names(kind: Kind) -> list[str]:
     return sorted(PLUGINS[kind])
 
 
-def load(kind: Kind, name: str) -> Any:
-    """The class registered as `name` (or named by a `pkg.module:Class` path), imported only now."""
-    what = f"{kind}.kind"
+def load(kind: Kind, name: str, where: str = "") -> Any:
+    """The class registered as `name` (or named by a `pkg.module:Class` path), imported only now, checked to be
+    of its kind. `where` names the config key in errors (default `<kind>.kind`)."""
+    what = where or f"{kind}.kind"
     table = PLUGINS[kind]
     path = table.get(name)
     if path is None:
@@ -54,6 +56,23 @@ def load(kind: Kind, name: str) -> Any:
     except ImportError as exc:
         raise ConfigError(f"{what}: cannot import {module_name!r} for {name!r}: {exc}") from exc
     found = getattr(module, attr, None)
+    if found is None:
+        raise ConfigError(f"{what}: {module_name!r} has no {attr!r}")
     if not isinstance(found, type):
-        raise ConfigError(f"{what}: {path!r} is not a class")
+        raise ConfigError(f"{what}: {path!r} is not a class; {KINDS_OF[kind]}")
+    if not _of_kind(kind, found):
+        raise ConfigError(f"{what}: {path!r} is not a {kind} class; {KINDS_OF[kind]}")
     return found
+
+
+# What a class of each kind is, as an error tells it.
+KINDS_OF: dict[Kind, str] = {
+    "backend": "a backend is a class with propose(request) and check() methods",
+    "benchmark": "a benchmark is a subclass of orchestrator.core.BenchmarkRunner",
+}
+
+
+def _of_kind(kind: Kind, cls: type) -> bool:
+    if kind == "benchmark":
+        return issubclass(cls, BenchmarkRunner)
+    return all(callable(getattr(cls, method, None)) for method in ("propose", "check"))
