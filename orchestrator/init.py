@@ -7,6 +7,7 @@ Every default in the file comes from the config models themselves, so the two ca
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,14 +171,9 @@ def infer(repo: Path, base: str, starter: Starter, *, config_dir: Path) -> Edita
     tests, docs, hidden, vendored and benchmark folders and the files the benchmark's options name), else
     the top-level source files; plus, for a named benchmark, the folder of the starter agent init writes."""
     tracked = _tracked(repo, base)
-    avoid = _benchmark_paths(repo, starter, config_dir)
-    code = [p for p in tracked if _is_code(p) and not _under(p, avoid)]
-    nested = [p for p in code if "/" in p]
-    if nested:
-        found, what = _cover(nested, [p for p in tracked if _under(p, avoid)]), "the folders holding tracked code"
-    else:
-        found, what = [p for p in code if "/" not in p], "the code files tracked at the top level"
-    what += f" on {base}"
+    found = code_globs(tracked, _benchmark_paths(repo, starter, config_dir))
+    in_folders = any("/" in g for g in found)
+    what = ("the folders holding tracked code" if in_folders else "the code files tracked at the top level") + f" on {base}"
     own = list(starter.editable) if starter.files else []
     if own:
         extra = [g for g in found if g not in own]
@@ -186,6 +182,16 @@ def infer(repo: Path, base: str, starter: Starter, *, config_dir: Path) -> Edita
         return Editable(found, what)
     why = "it has no commits yet" if not tracked else "no source files outside tests, docs and vendored code"
     return Editable([], f"found no agent code on {base} ({why})")
+
+
+def code_globs(tracked: list[str], avoid: Sequence[str] = ()) -> list[str]:
+    """Globs for the agent's code among `tracked` paths, none of them matching a path under `avoid`: the
+    folders holding source files (see `_is_code`), else the source files at the top level; [] when none."""
+    code = [p for p in tracked if _is_code(p) and not _under(p, avoid)]
+    nested = [p for p in code if "/" in p]
+    if nested:
+        return _cover(nested, [p for p in tracked if _under(p, avoid)])
+    return [p for p in code if "/" not in p]
 
 
 def _tracked(repo: Path, base: str) -> list[str]:
@@ -226,7 +232,7 @@ def _benchmark_paths(repo: Path, starter: Starter, config_dir: Path) -> list[str
     return out
 
 
-def _under(path: str, folders: list[str]) -> bool:
+def _under(path: str, folders: Sequence[str]) -> bool:
     return any(path == f or path.startswith(f + "/") for f in folders)
 
 
