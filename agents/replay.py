@@ -59,9 +59,10 @@ class ReplayAgent:
         res = run_process(argv, cwd=request.worktree, timeout_s=request.timeout_s, redact_output=False)
         Transcript(request.transcript_path, {**os.environ, **request.env}, request.env.values()).write(
             "replay", patch=patch.name, returncode=res.returncode, stderr=res.stderr[-2000:])
-        summary = patch_summary(text) or f"applied {patch.name}"
+        # The patch is named where a backend's message is (learnings, the commit, the report); it is no model.
+        summary = "\n\n".join(filter(None, [patch_summary(text), f"Patch file: {patch.name}"]))
         common = dict(summary=summary, cost_usd=0.0, transcript=request.transcript_path,
-                      duration_s=time.monotonic() - start, backend="replay", model=patch.name)
+                      duration_s=time.monotonic() - start, backend="replay", model="")
         if not res.ok:
             hidden = secret_values({**os.environ, **request.env}, request.env.values())
             said = redact(res.stderr.strip(), hidden)[-500:]  # cut after redacting: no half secret survives

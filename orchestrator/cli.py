@@ -161,7 +161,8 @@ def report(ctx: typer.Context,
                   else "(run report --final)")
     console.print(table)
     from orchestrator.report import write_report
-    path = write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd, backend=cfg.backend, gate=cfg.gate)
+    path = write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd, backend=cfg.backend, gate=cfg.gate,
+                        target=cfg.target)
     console.print(f"report: {path}", highlight=False)
 
 

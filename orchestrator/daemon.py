@@ -245,7 +245,8 @@ def _observers(cfg: Config) -> tuple[Notifier, Any]:
 
 def _write_report(cfg: Config, log: Any) -> None:
     try:
-        write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd, backend=cfg.backend, gate=cfg.gate)
+        write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd, backend=cfg.backend, gate=cfg.gate,
+                     target=cfg.target)
     except Exception as exc:  # the morning report must never take the daemon down
         log.warning("report_failed", error=f"{type(exc).__name__}: {exc}")
 

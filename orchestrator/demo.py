@@ -1,7 +1,8 @@
 """`make demo`: the whole loop, offline, on the bundled support agent with the replay backend.
 
 Copies the example agent into ./demo/target (a fresh git repo), writes ./demo/autoharness.toml, runs the
-baseline and iterations until the patch queue is empty, then prints the results and the branch's log.
+baseline and iterations until the patch queue is empty, then prints the results and the branch's log, and
+writes the report (./demo/workspace/report.html), whose path is the last line it prints.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def main() -> None:
     from orchestrator.console import console, progress_bars
     from orchestrator.core.config import load_config
     from orchestrator.driver import Driver
+    from orchestrator.report import write_report
     from orchestrator.status import print_findings, results_table, status_data
 
     start = time.monotonic()
@@ -109,6 +111,10 @@ def main() -> None:
         f"{sum(overhead) / max(len(overhead), 1):.2f}s (max {max(overhead, default=0):.2f}s); "
         f"task runs {sum(r.tasks_run for r in rows)}, answered from the cache {sum(r.tasks_cached for r in rows)}, "
         f"saved by early stop {sum(r.tasks_skipped for r in rows)}", highlight=False)
+    # The page the README promises for the morning; its path is the last line, to open or to script.
+    report = write_report(cfg.workspace, title="autoharness demo", budget_usd=cfg.loop.budget_usd,
+                          backend=cfg.backend, gate=cfg.gate, target=cfg.target)
+    console.print(f"report: {report}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

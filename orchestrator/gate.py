@@ -135,7 +135,7 @@ def judge(ctx: RunContext, work: Workdir, best: IterationRecord, suite: Suite, t
     why = guard.check(changes, work.store, ctx.cfg.target.editable, ctx.splits.held_out(), list(ctx.scrubber.secrets))
     if why:
         raise verdict.reject(Stage.GUARD, why)
-    verdict.passed(Stage.GUARD, f"{len(changes)} files, all editable")
+    verdict.passed(Stage.GUARD, f"{len(changes)} file{'' if len(changes) == 1 else 's'}, all editable")
     verdict.tree, verdict.code_hash = tree, ctx.hash_of(work.store, tree)
     scored = work.score(tree)
     noisy = is_noisy(ctx)
@@ -148,7 +148,8 @@ def judge(ctx: RunContext, work: Workdir, best: IterationRecord, suite: Suite, t
                                              purpose="gate"))
     g = ctx.cfg.gate
     joined = suite.promote(train.results, g.pass_reward, g.promote_after)
-    verdict.passed(Stage.PROMOTE, f"{len(joined)} tasks join the suite", joined)
+    verdict.passed(Stage.PROMOTE, f"{len(joined)} " + ("task joins" if len(joined) == 1 else "tasks join")
+                   + " the suite", joined)
     return verdict
 
 

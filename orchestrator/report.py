@@ -1,8 +1,9 @@
 """`workspace/report.html`: one self-contained page for the morning.
 
 Headline scores (the final test against the baseline's with its paired interval), the benchmark's noise, a
-plot of the val score per iteration, the costs, every decision with its reason and the diff of each accepted
-change. Read-only on state.db (a live daemon may be writing it). It shows what the records hold about
+plot of the scores per iteration (val, train, test; iterations with no val score on a row of their own), the
+commands to review and merge the branch, the learnings, the costs, every decision with its reason and the
+diff of each accepted change. Read-only on state.db (a live daemon may be writing it) and on the target. It shows what the records hold about
 held-out tasks: scores only, never their error text. Every text passes the scrubber (secret values,
 held-out ids) once more: the records were scrubbed when written, the page is the last line of defence. The
 one exception: the ids of the val tasks an accepted change flipped, shown by name (the page is the user's,
@@ -15,21 +16,27 @@ import base64
 import html
 import io
 import json
+import re
+import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.core.config import BackendSection, GateConfig
-from orchestrator.core.errors import ConfigError
+from orchestrator.core.config import BackendSection, GateConfig, TargetConfig
+from orchestrator.core.errors import AutoharnessError, ConfigError
 from orchestrator.core.scrub import Scrubber, redact
 from orchestrator.core.workspace import Workspace, atomic_write
 from orchestrator.gate import describe_noise
-from orchestrator.stats import Noise
+from orchestrator.gitops import TargetRepo
+from orchestrator.stats import Noise, mean_of_means
 from orchestrator.store import IterationRecord, Store
 
 DIFF_CAP_CHARS = 200_000
-COLOURS = {"baseline": "#1f77b4", "accepted": "#2ca02c", "rejected": "#ff7f0e", "error": "#d62728"}
+COLOURS = {"baseline": "#1f77b4", "accepted": "#2ca02c", "rejected": "#ff7f0e", "error": "#d62728",
+           "train": "#8c564b", "test": "#9467bd"}
+MARKERS = {"baseline": "s", "accepted": "o", "rejected": "x", "error": "X"}
+TEST_SHIFT = 0.2                 # the test markers sit this far right of their iteration
 
 
 @dataclass
@@ -45,6 +52,15 @@ class ReportData:
     sandbox: str = ""          # the coding agent's, as the run resolved it
     noise: tuple[str, list[str]] | None = None   # describe_noise's line and warnings, once a baseline ran
     best_remeasured: float | None = None         # an accepted best's val from draws after it was chosen
+    train: dict[int, float] = field(default_factory=dict)  # iteration -> train score, where all of train ran
+    learnings: str = ""                          # learnings.md as the loop wrote it
+
+
+@dataclass
+class Merge:
+    """What the morning's review and merge need: the target, and whether its base moved during the run."""
+    target: TargetConfig
+    base_moved: bool | None                      # None: the target could not be read
 
 
 def recorded_noise(store: Store, gate: GateConfig) -> tuple[str, list[str]] | None:
@@ -57,7 +73,12 @@ def paired_gain(final: dict[str, Any]) -> str:
     """The final test's gain over the baseline, paired by task, with its 95% interval (`final_test` holds
     them when the baseline scored test)."""
     return (f"{final['diff']:+.3f}, 95% CI {final['low']:+.3f} .. {final['high']:+.3f}, "
-            f"paired over {final['paired']} tasks")
+            f"paired over {_n(final['paired'], 'task')}")
+
+
+def _n(count: int, noun: str) -> str:
+    """`1 task`, `2 tasks`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def load(ws: Workspace, gate: GateConfig) -> ReportData:
@@ -75,8 +96,11 @@ def load(ws: Workspace, gate: GateConfig) -> ReportData:
         )
         best = store.best()
         data.best_remeasured = store.fresh_mean(best.code_hash) if best and best.n > 0 else None
+        data.train = train_scores(store, rows, _frozen(ws).get("train", []))
     finally:
         store.close()
+    if ws.learnings.is_file():
+        data.learnings = ws.learnings.read_text(errors="replace")
     for r in rows:
         folder = ws.iterations / str(r.n)
         if (folder / "gate.json").is_file():
@@ -86,26 +110,59 @@ def load(ws: Workspace, gate: GateConfig) -> ReportData:
     return data
 
 
+def train_scores(store: Store, rows: list[IterationRecord], train_ids: list[str]) -> dict[int, float]:
+    """The train score of each iteration's code where every train task was scored on it: the baseline and
+    the accepted changes (a rejected candidate ran the suite's tasks at most, which is no train score)."""
+    scores = {}
+    for r in rows:
+        samples = store.samples(r.code_hash, train_ids) if r.code_hash and train_ids else {}
+        if len(samples) == len(train_ids) and samples:
+            score = mean_of_means({t: [s.reward for s in draws] for t, draws in samples.items()})
+            if score is not None:
+                scores[r.n] = score
+    return scores
+
+
 def write_report(workspace_root: Path, *, title: str = "autoharness", budget_usd: float | None = None,
-                 backend: BackendSection | None = None, gate: GateConfig | None = None) -> Path:
+                 backend: BackendSection | None = None, gate: GateConfig | None = None,
+                 target: TargetConfig | None = None) -> Path:
     """Render the report from the workspace's records; returns the path of report.html. `backend`: the
     config's, whose env values are hidden too (the environment's secret-named ones always are). `gate`: the
-    config's, which the noise is described against (the defaults when not given)."""
+    config's, which the noise is described against (the defaults when not given). `target`: the config's, for
+    the commands that review and merge the branch (left out without it)."""
     ws = Workspace(workspace_root)
-    page = Page(load(ws, gate or GateConfig()), title, budget_usd, Scrubber.build(_held_out(ws), backend))
+    data = load(ws, gate or GateConfig())
+    merge = None if target is None else Merge(target, _base_moved(target, data.rows))
+    page = Page(data, title, budget_usd, Scrubber.build(_held_out(ws), backend), merge)
     atomic_write(ws.report, page.render())
     return ws.report
 
 
+def _base_moved(target: TargetConfig, rows: list[IterationRecord]) -> bool | None:
+    """Whether `base` has commits the run did not start from (then the merge cannot be a fast-forward)."""
+    start = next((r.commit_sha for r in rows if r.decision == "baseline"), "")
+    try:
+        now = TargetRepo(target.repo, target.base, target.branch).sha(target.base)
+    except (AutoharnessError, OSError):
+        return None
+    return None if not (start and now) else now != start
+
+
+def _frozen(ws: Workspace) -> dict[str, Any]:
+    """splits.json (empty before the first baseline)."""
+    return _json(ws.splits.read_text()) if ws.splits.is_file() else {}
+
+
 def _held_out(ws: Workspace) -> list[str]:
-    """The frozen val and test ids (none before the first baseline)."""
-    frozen = _json(ws.splits.read_text()) if ws.splits.is_file() else {}
+    """The frozen val and test ids."""
+    frozen = _frozen(ws)
     return [*frozen.get("val", []), *frozen.get("test", [])]
 
 
 class Page:
-    def __init__(self, data: ReportData, title: str, budget_usd: float | None, scrub: Scrubber):
-        self.d, self.title, self.budget_usd, self.scrub = data, title, budget_usd, scrub
+    def __init__(self, data: ReportData, title: str, budget_usd: float | None, scrub: Scrubber,
+                 merge: Merge | None = None):
+        self.d, self.title, self.budget_usd, self.scrub, self.merge = data, title, budget_usd, scrub, merge
         self.base = next((r for r in data.rows if r.decision == "baseline"), None)
         self.proposals = [r for r in data.rows if r.n > 0]
         scored = [r for r in data.rows if r.decision in ("baseline", "accepted")]
@@ -115,7 +172,8 @@ class Page:
         return html.escape(self.scrub("" if value is None else str(value)))
 
     def render(self) -> str:
-        body = [self.headline(), self.plot(), self.costs(), self.decisions(), self.events()]
+        body = [self.headline(), self.plot(), self.review(), self.learnings(), self.decisions(), self.costs(),
+                self.events()]
         return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
                 f"<title>{self.esc(self.title)} report</title><style>{CSS}</style></head><body>"
@@ -141,9 +199,10 @@ class Page:
                            + ("" if self.d.best_remeasured is None else
                               f" <span class=\"muted\">(re-measured since: {_f(self.d.best_remeasured)})</span>")),
             ("test (held out)", test),
-            ("decisions", f"{len(self.proposals)} proposals: <span class=\"accepted\">{n['accepted']} accepted</span>, "
+            ("decisions", f"{_n(len(self.proposals), 'proposal')}: "
+                          f"<span class=\"accepted\">{n['accepted']} accepted</span>, "
                           f"<span class=\"rejected\">{n['rejected']} rejected</span>, "
-                          f"<span class=\"error\">{n['error']} errors</span>"),
+                          f"<span class=\"error\">{_n(n['error'], 'error')}</span>"),
             ("spend", self.spend_text()),
             ("sandbox", _sandbox_text(self.d.sandbox)),
         ]
@@ -169,16 +228,68 @@ class Page:
         if self.budget_usd is not None:
             text += f" of ${self.budget_usd:.2f}"
         if self.unknown_cost():
-            text += f"<br><span class=\"warn\">+ {self.unknown_cost()} proposals of unknown cost (not counted)</span>"
+            text += (f"<br><span class=\"warn\">+ {_n(self.unknown_cost(), 'proposal')} of unknown cost "
+                     f"(not counted)</span>")
         return text
 
     # -- plot ------------------------------------------------------------------------------------------
     def plot(self) -> str:
         if not self.d.rows:
             return ""
-        png = base64.b64encode(plot_png(self.d.rows)).decode()
-        return (f"<h2>Validation score per iteration</h2><img class=\"plot\" alt=\"val score per iteration\" "
+        png = base64.b64encode(plot_png(self.d.rows, self.d.train, self.test_points())).decode()
+        return (f"<h2>Scores per iteration</h2><img class=\"plot\" alt=\"val, train and test score per iteration\" "
                 f"src=\"data:image/png;base64,{png}\">")
+
+    def test_points(self) -> list[tuple[int, float]]:
+        """The held-out test score at the baseline and, when scored, of the best commit at the end."""
+        points = []
+        if self.d.baseline_test.get("score") is not None and self.base:
+            points.append((self.base.n, self.d.baseline_test["score"]))
+        final = self.d.final_test
+        if final.get("score") is not None:
+            at = next((r.n for r in self.d.rows if r.commit_sha and r.commit_sha == final.get("commit")),
+                      self.d.rows[-1].n)
+            points.append((at, final["score"]))
+        return points
+
+    # -- review and merge ------------------------------------------------------------------------------
+    def review(self) -> str:
+        """The commands to read the accepted commits and to merge them into base."""
+        if self.merge is None:
+            return ""
+        t = self.merge.target
+        git = f"git -C {shlex.quote(str(t.repo))}"
+        base, branch = shlex.quote(t.base), shlex.quote(t.branch)
+        head = "<h2>Review and merge</h2>"
+        if not any(r.decision == "accepted" for r in self.proposals):
+            return head + f"<p>No change was accepted: <code>{self.esc(t.branch)}</code> has nothing to merge.</p>"
+        if self.merge.base_moved is False:
+            merge = f"{git} switch {base} && {git} merge --ff-only {branch}"
+            why = f"<code>{self.esc(t.base)}</code> has not moved since the run began: the merge is a fast-forward."
+        else:
+            merge = f"{git} switch {base} && {git} merge {branch}"
+            why = (f"<code>{self.esc(t.base)}</code> has moved since the run began: the merge makes a merge commit."
+                   if self.merge.base_moved else
+                   "The target could not be read: git merges with a fast-forward when it can, else a merge commit.")
+        return (head + f"<p>The accepted changes are the commits of <code>{self.esc(t.branch)}</code> that "
+                f"<code>{self.esc(t.base)}</code> lacks. Review them, then merge them from "
+                f"<code>{self.esc(t.base)}</code>:</p>"
+                f"<pre class=\"commands\">{self.esc(f'{git} log --stat {base}..{branch}')}\n{self.esc(merge)}</pre>"
+                f"<p class=\"muted\">{why}</p>")
+
+    # -- learnings -------------------------------------------------------------------------------------
+    def learnings(self) -> str:
+        """learnings.md, one entry per iteration, as the coding agent reads it."""
+        entries = [e for e in re.split(r"^## ", self.d.learnings, flags=re.M)[1:] if e.strip()]
+        if not entries:
+            return ""
+        parts = []
+        for entry in entries:
+            title, _, body = entry.partition("\n")
+            parts.append(f"<h3>{self.esc(title.strip())}</h3><p class=\"note\">{self.esc(body.strip())}</p>")
+        return ("<h2>Learnings</h2><p class=\"muted\">What each proposal tried and what came of it "
+                "(<code>learnings.md</code>, carried from iteration to iteration).</p>"
+                f"<div class=\"learnings\">{''.join(parts)}</div>")
 
     # -- costs -----------------------------------------------------------------------------------------
     def costs(self) -> str:
@@ -208,7 +319,10 @@ class Page:
 
     def decision(self, r: IterationRecord) -> str:
         val = (f"val {_f(r.val_score)}" if r.decision == "baseline"
-               else f"val {_f(r.best_before)} &rarr; {_f(r.val_score)}")
+               else f"val {_f(r.best_before)} &rarr; {_f(r.val_score)}" if r.val_score is not None
+               else f"no val score (best {_f(r.best_before)})")
+        if r.n in self.d.train:
+            val += f" &middot; train {_f(self.d.train[r.n])}"
         parts = [f"<h3>Iteration {r.n} <span class=\"badge {r.decision}\">{self.esc(r.decision)}</span> "
                  f"<span class=\"muted\">{val}"
                  + (f" &middot; suite {r.evals_passed}/{r.evals_total}" if r.evals_total and r.n else "")
@@ -239,7 +353,7 @@ class Page:
                 f"<span class=\"rejected\">down: {names['down']}</span></p>" if flipped else "")
         p = gate.get("paired")
         if p:
-            text += (f"<p class=\"muted\">paired over {p['tasks']} tasks: {p['diff']:+.4f}, lower bound "
+            text += (f"<p class=\"muted\">paired over {_n(p['tasks'], 'task')}: {p['diff']:+.4f}, lower bound "
                      f"{p['lower']:+.4f}, p = {p['p']:.3f}, {p['rounds']} rounds"
                      + (", stopped early" if p.get("stopped_early") else "") + "</p>")
         return text
@@ -255,7 +369,7 @@ class Page:
                    "hunk" if ln.startswith("@@") else "")
             lines.append(f"<span class=\"{cls}\">{self.esc(ln)}</span>" if cls else self.esc(ln))
         more = "<p class=\"warn\">diff truncated; see diff.patch in the iteration's folder</p>" if cut else ""
-        return (f"<details><summary>diff ({files} files, {len(lines)} lines)</summary>"
+        return (f"<details><summary>diff ({_n(files, 'file')}, {_n(len(lines), 'line')})</summary>"
                 f"<pre class=\"diff\">{chr(10).join(lines)}</pre>{more}</details>")
 
     # -- events ----------------------------------------------------------------------------------------
@@ -267,43 +381,102 @@ class Page:
         return "<h2>Recent events</h2>" + _table(["time", "iter", "kind", "message"], rows)
 
 
-def plot_png(rows: list[IterationRecord]) -> bytes:
-    """Val score per iteration, markers by decision, and the best-so-far line."""
+def plot_png(rows: list[IterationRecord], train: dict[int, float] | None = None,
+             test: list[tuple[int, float]] | None = None) -> bytes:
+    """Three panels on one iteration axis: the val score (markers by decision, the best so far, the test
+    score at baseline and at the end), the train score of each version that ran all of train, and a row of
+    markers for the iterations that have no val score (stopped before val, or errors): a score axis would
+    read their markers as scores."""
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(9, 3.6), dpi=110)
-    ax = fig.add_subplot()
-    best, steps = None, []
-    for r in rows:
-        if r.decision in ("baseline", "accepted") and r.val_score is not None:
-            best = r.val_score
-        steps.append(best)
-    ax.step([r.n for r in rows], steps, where="post", color="#555", lw=1.5, label="best so far")
-    markers = {"baseline": "s", "accepted": "o", "rejected": "x", "error": "X"}
-    for decision, marker in markers.items():
-        pts = [(r.n, r.val_score) for r in rows if r.decision == decision and r.val_score is not None]
-        if pts:
-            ax.scatter(*zip(*pts, strict=True), marker=marker, s=48, color=COLOURS[decision], label=decision, zorder=3)
-        # No val score (guard or suite rejection, early stop, error): a marker on the floor of the plot.
-        floor = [r.n for r in rows if r.decision == decision and r.val_score is None]
-        if floor:
-            ax.scatter(floor, [0.05] * len(floor), transform=ax.get_xaxis_transform(), marker=marker, s=40,
-                       color=COLOURS[decision], alpha=0.6, zorder=3,
-                       label=f"{decision} (no val score)")
-    vals = [v for v in (*steps, *(r.val_score for r in rows)) if v is not None]
-    if vals:
-        lo, hi = min(vals), max(vals)
-        span = max(hi - lo, 0.05)
-        ax.set_ylim(lo - 0.3 * span, hi + 0.12 * span)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("val score")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    train, test = train or {}, test or []
+    lane = [r for r in rows if r.val_score is None]
+    fig = Figure(figsize=(9, 5.2 if lane else 4.8), dpi=110)
+    grid = fig.add_gridspec(3 if lane else 2, 1, height_ratios=[3, 1.6, 0.5][: 3 if lane else 2], hspace=0.12)
+    ax = fig.add_subplot(grid[0])
+    axes = [ax, fig.add_subplot(grid[1], sharex=ax)]
+    _val_panel(ax, rows, test)
+    _train_panel(axes[1], rows, train)
+    if lane:
+        axes.append(fig.add_subplot(grid[2], sharex=ax))
+        _lane_panel(axes[2], lane)
+    for a in axes[:-1]:
+        a.tick_params(labelbottom=False)
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[-1].set_xlabel("iteration")
+    ax.set_xlim(min(r.n for r in rows) - 0.5, max(r.n for r in rows) + 0.5 + (TEST_SHIFT if test else 0))
+    for a in axes:
+        a.grid(alpha=0.3)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
     return buf.getvalue()
+
+
+def _best_steps(rows: list[IterationRecord], score: dict[int, float]) -> list[float | None]:
+    """The score of the best version so far, at each iteration."""
+    best, steps = None, []
+    for r in rows:
+        if r.decision in ("baseline", "accepted") and r.n in score:
+            best = score[r.n]
+        steps.append(best)
+    return steps
+
+
+def _zoom(ax: Any, values: list[float | None]) -> None:
+    vals = [v for v in values if v is not None]
+    if vals:
+        lo, hi = min(vals), max(vals)
+        span = max(hi - lo, 0.05)
+        ax.set_ylim(lo - 0.15 * span, hi + 0.15 * span)
+
+
+def _val_panel(ax: Any, rows: list[IterationRecord], test: list[tuple[int, float]]) -> None:
+    val = {r.n: r.val_score for r in rows if r.val_score is not None}
+    steps = _best_steps(rows, val)
+    ax.step([r.n for r in rows], steps, where="post", color="#555", lw=1.5, label="best val so far")
+    for decision, marker in MARKERS.items():
+        pts = [(r.n, r.val_score) for r in rows if r.decision == decision and r.val_score is not None]
+        if pts:
+            ax.scatter(*zip(*pts, strict=True), marker=marker, s=48, color=COLOURS[decision], label=decision, zorder=3)
+    if test:  # beside its iteration's val marker, which it would hide
+        shifted = [(n + TEST_SHIFT, score) for n, score in test]
+        ax.scatter(*zip(*shifted, strict=True), marker="D", s=40, color=COLOURS["test"], zorder=4,
+                   label="test (held out)")
+        for x, score in shifted:
+            ax.annotate(f"test {score:.3f}", (x, score), xytext=(0, 7), textcoords="offset points", ha="center",
+                        fontsize=8, color=COLOURS["test"])
+    _zoom(ax, [*steps, *val.values(), *(s for _, s in test)])
+    ax.set_ylabel("val score")
+
+
+def _train_panel(ax: Any, rows: list[IterationRecord], train: dict[int, float]) -> None:
+    steps = _best_steps(rows, train)
+    if any(s is not None for s in steps):
+        ax.step([r.n for r in rows], steps, where="post", color=COLOURS["train"], lw=1.2, alpha=0.6,
+                label="train of the best")
+    pts = sorted(train.items())
+    if pts:
+        ax.scatter(*zip(*pts, strict=True), marker="o", s=30, color=COLOURS["train"], label="train", zorder=3)
+    _zoom(ax, [*steps, *train.values()])
+    ax.set_ylabel("train score")
+
+
+def _lane_panel(ax: Any, lane: list[IterationRecord]) -> None:
+    """One row, no scale: the iterations stopped before val (guard, suite) or ended by an error."""
+    for decision, marker in MARKERS.items():
+        ns = [r.n for r in lane if r.decision == decision]
+        if ns:
+            ax.scatter(ns, [0] * len(ns), marker=marker, s=44, color=COLOURS[decision], label=f"{decision}, no val",
+                       zorder=3)
+    for r in lane:
+        if r.stage:
+            ax.annotate(str(r.stage), (r.n, 0), xytext=(7, -3), textcoords="offset points", fontsize=8, color="#555")
+    ax.set_ylim(-1, 1)
+    ax.set_yticks([])
+    ax.set_ylabel("no val\nscore", rotation=0, ha="right", va="center")
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -362,6 +535,8 @@ li.fail::marker{content:"\\2717  ";color:#d62728}
 pre{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px;white-space:pre-wrap}
 pre.diff .add{color:#1a7f37;background:#e6ffec}pre.diff .del{color:#cf222e;background:#ffebe9}
 pre.diff .hunk{color:#6f42c1}summary{cursor:pointer;color:#0969da}
+pre.commands{white-space:pre;font-size:13px}
+.learnings h3{margin:14px 0 2px}p.note{white-space:pre-wrap;margin:0 0 6px}
 """
 
 

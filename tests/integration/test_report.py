@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import html
 import json
+import os
 import re
 import shutil
 import sqlite3
 import struct
+import subprocess
 
 import pytest
 
-from orchestrator.core.config import GateConfig
+from orchestrator.core.config import GateConfig, TargetConfig
 from orchestrator.core.errors import ConfigError
 from orchestrator.report import paired_gain, write_report
 from orchestrator.stats import Noise
@@ -68,7 +71,7 @@ def test_report_holds_every_iteration_and_the_headline(night):
     assert decisions == ["baseline", "accepted", "rejected", "error", "rejected", "accepted"]
     assert "0.2500 &rarr; <b>1.0000</b>" in page and "(+0.7500)" in page          # val baseline -> best
     assert "0.3333 &rarr; 1.0000" in page                                          # test baseline -> final
-    assert "5 proposals" in page and "2 accepted" in page and "2 rejected" in page and "1 errors" in page
+    assert "5 proposals" in page and "2 accepted" in page and "2 rejected" in page and "1 error</span>" in page
     assert "$0.00</b> of $5.00" in page and "unknown cost" not in page
     assert "outside editable" in page and "README.md" in page                        # guard reason
     assert "git apply 0003-broken.patch failed" in page                              # error reason
@@ -86,7 +89,7 @@ def test_plot_is_an_embedded_png(night):
 
 def test_accepted_diffs_are_escaped_and_collapsible(night):
     page = write_report(night.workspace).read_text()
-    diffs = re.findall(r"<details><summary>diff \((\d+) files, \d+ lines\)</summary><pre class=\"diff\">(.*?)</pre>",
+    diffs = re.findall(r"<details><summary>diff \((\d+) files?, \d+ lines\)</summary><pre class=\"diff\">(.*?)</pre>",
                        page, re.S)
     assert [files for files, _ in diffs] == ["1", "1"]  # only the two accepted changes
     first = diffs[0][1]
@@ -132,7 +135,7 @@ def test_reads_beside_a_live_writer(tmp_path):
     finally:
         store.close()
     assert re.findall(r'<article class="iteration (\w+)">', page) == ["baseline", "error"]
-    assert "timeout: backend &lt;hung&gt;" in page and "+ 1 proposals of unknown cost" in page
+    assert "timeout: backend &lt;hung&gt;" in page and "+ 1 proposal of unknown cost" in page
     (b64,) = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert png_size(base64.b64decode(b64))[0] > 400
 
@@ -226,3 +229,169 @@ def test_doctor_shows_the_noise_after_a_baseline(noisy, tmp_path):
     before = make_toy(tmp_path / "fresh", TASKS, SPLIT)
     out = cli(before, "doctor", check=False).stdout
     assert re.search(r"ok +noise: not measured yet: the baseline's A/A check runs val 2 times", out)
+
+
+# -- the plot: what each panel holds ----------------------------------------------------------------------
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Every matplotlib figure the report saves, kept for a look at what it drew."""
+    from matplotlib.figure import Figure
+    seen, save = [], Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        seen.append(self)
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return seen
+
+
+def marks(ax) -> list[tuple[str, float, float]]:
+    """Every marker drawn on `ax`, with its series' label, in the axis' data coordinates (a marker placed in
+    axes coordinates lands where the axis' scale reads it)."""
+    out = []
+    for c in ax.collections:
+        shown = c.get_offset_transform().transform(c.get_offsets())
+        out += [(c.get_label(), round(x, 4), round(y, 4)) for x, y in ax.transData.inverted().transform(shown)]
+    return out
+
+
+def iterations(toy: Toy) -> list[IterationRecord]:
+    store = Store(toy.workspace / "state.db", readonly=True)
+    try:
+        return store.iterations()
+    finally:
+        store.close()
+
+
+def axis(fig, ylabel: str):
+    (ax,) = [a for a in fig.axes if a.get_ylabel().replace("\n", " ") == ylabel]
+    return ax
+
+
+def test_iterations_without_a_val_score_are_on_their_own_row(night, figures):
+    write_report(night.workspace)
+    fig = figures[-1]
+    rows = iterations(night)
+    val = {(r.n, round(r.val_score, 4)) for r in rows if r.val_score is not None}
+    assert {(r.n, r.decision) for r in rows if r.val_score is None} == {(2, "rejected"), (3, "error")}
+    # On the val axis, every marker stands at a val score (the test markers at a test score, beside theirs).
+    on_val = marks(axis(fig, "val score"))
+    assert {(x, y) for label, x, y in on_val if label != "test (held out)"} == val
+    # The two without one are on a row with no scale.
+    lane = axis(fig, "no val score")
+    assert sorted((label, x) for label, x, _ in marks(lane)) == [("error, no val", 3), ("rejected, no val", 2)]
+    assert list(lane.get_yticks()) == []
+
+
+def test_the_plot_shows_train_and_test_scores(night, figures):
+    page = write_report(night.workspace).read_text()
+    fig = figures[-1]
+    # Train: the baseline and the accepted versions, the ones that ran all of train (2, 4, 5 of 6 tasks pass).
+    train = [(x, y) for label, x, y in marks(axis(fig, "train score")) if label == "train"]
+    assert train == [(0, round(2 / 6, 4)), (1, round(4 / 6, 4)), (5, round(5 / 6, 4))]
+    # Test: at the baseline and, for the best commit (iteration 5), at the end.
+    test = [(round(x), y) for label, x, y in marks(axis(fig, "val score")) if label == "test (held out)"]
+    assert test == [(0, round(1 / 3, 4)), (5, 1.0)]
+    heads = dict(re.findall(r"<h3>Iteration (\d+) (.*?)</h3>", page))
+    assert "train 0.6667" in heads["1"] and "train 0.8333" in heads["5"] and "train" not in heads["4"]
+    assert "no val score (best 0.7500)" in heads["2"]
+
+
+# -- the morning: review and merge, learnings, wording ----------------------------------------------------
+
+def copy_of(night: Toy, dest) -> Toy:
+    toy = Toy(*(dest / p.relative_to(night.root) for p in dataclasses.astuple(night)))
+    shutil.copytree(night.root, toy.root, symlinks=True, dirs_exist_ok=True)
+    return toy
+
+
+def commands(page: str) -> list[str]:
+    (text,) = re.findall(r'<pre class="commands">(.*?)</pre>', page, re.S)
+    return html.unescape(text).splitlines()
+
+
+GIT_ID = {"GIT_AUTHOR_NAME": "u", "GIT_AUTHOR_EMAIL": "u@u", "GIT_COMMITTER_NAME": "u",
+          "GIT_COMMITTER_EMAIL": "u@u", "GIT_MERGE_AUTOEDIT": "no"}
+
+
+def run_commands(lines: list[str]) -> None:
+    for line in lines:
+        subprocess.run(["bash", "-c", line], check=True, capture_output=True, env={**os.environ, **GIT_ID})
+
+
+def test_the_review_and_merge_commands_do_what_they_say(night, tmp_path):
+    toy = copy_of(night, tmp_path / "still")
+    cli(toy, "report")
+    page = (toy.workspace / "report.html").read_text()
+    git = f"git -C {toy.target}"
+    assert commands(page) == [f"{git} log --stat main..autoharness",
+                              f"{git} switch main && {git} merge --ff-only autoharness"]
+    assert "has not moved since the run began" in page
+    run_commands(commands(page))
+    assert toy.git("rev-parse", "main") == toy.git("rev-parse", "autoharness")
+
+
+def test_when_base_moved_the_merge_is_a_merge_commit(night, tmp_path):
+    toy = copy_of(night, tmp_path / "moved")
+    (toy.target / "NOTES.md").write_text("the user's own work\n")
+    toy.git("add", "NOTES.md")
+    toy.git("-c", "user.name=u", "-c", "user.email=u@u", "commit", "-qm", "user's work on main")
+    cli(toy, "report")
+    page = (toy.workspace / "report.html").read_text()
+    review, merge = commands(page)
+    assert merge.endswith(" merge autoharness") and "--ff-only" not in merge
+    assert "has moved since the run began: the merge makes a merge commit" in page
+    run_commands([merge])
+    assert toy.git("show", "main:agent/skills.py") == skills_file("alpha", "beta", "gamma").strip()
+    assert toy.git("show", "main:NOTES.md") == "the user's own work"
+
+
+def test_nothing_accepted_nothing_to_merge(tmp_path):
+    store = Store(tmp_path / "state.db")
+    try:
+        store.record_iteration(IterationRecord(n=0, started_at=0, decided_at=0, decision="baseline", val_score=0.5,
+                                               commit_sha="a" * 40))
+        store.record_iteration(IterationRecord(n=1, started_at=1, decided_at=1, decision="rejected", stage="guard",
+                                               reason="outside editable"))
+    finally:
+        store.close()
+    target = TargetConfig(repo=tmp_path / "gone", editable=["agent/**"])
+    page = write_report(tmp_path, target=target).read_text()
+    assert "No change was accepted: <code>autoharness</code> has nothing to merge." in page
+    assert '<pre class="commands">' not in page
+
+
+def test_learnings_are_shown_scrubbed(night, tmp_path, monkeypatch):
+    page = write_report(night.workspace).read_text()
+    learned = page.split("<h2>Learnings</h2>")[1].split("<h2>")[0]
+    titles = re.findall(r"<h3>(.*?)</h3>", learned)
+    assert titles[0] == "Iteration 1: accepted" and len(titles) == 5
+    assert "Iteration 4: rejected by the val gate: did not improve the held-out validation score" in titles
+    assert "Teach beta" in learned and "Patch file: 0001-beta.patch" in learned
+    # The file is the coding agent's text: it passes the scrubber on its way into the page.
+    toy = copy_of(night, tmp_path / "leaky")
+    with (toy.workspace / "learnings.md").open("a") as fh:
+        fh.write("\n## Iteration 9: accepted\nthe key is toy-learned-secret-value; va-beta-1 fails\n")
+    monkeypatch.setenv("SOME_API_KEY", "toy-learned-secret-value")
+    learned = write_report(toy.workspace).read_text().split("<h2>Learnings</h2>")[1].split("<h2>")[0]
+    assert "the key is [REDACTED]; [held-out id] fails" in learned
+    assert "secret-value" not in learned and "va-beta-1" not in learned
+
+
+def test_wording_says_each_thing_once_with_plurals_right(night):
+    page = write_report(night.workspace).read_text()
+    assert "guard: 1 file, all editable" in page and "diff (1 file, " in page
+    assert not re.search(r"\b1 (tasks|files|errors|proposals|groups)\b", page)
+    assert "rejected (rejected" not in page and "rejected: rejected" not in page
+
+
+def test_replay_names_its_patch_as_a_patch_not_a_model(night):
+    rows = iterations(night)
+    assert [(r.backend, r.model) for r in rows[1:]] == [("replay", "")] * 5
+    assert rows[1].summary == "Teach beta\n\nPatch file: 0001-beta.patch"
+    page = write_report(night.workspace).read_text()
+    costs = page.split("<h2>Costs</h2>")[1].split("</table>")[0]
+    assert ".patch" not in costs
+    assert re.findall(r"<tr><td>1</td><td>replay</td><td>(.*?)</td>", costs) == [""]
