@@ -161,8 +161,7 @@ def report(ctx: typer.Context,
                   else "(run report --final)")
     console.print(table)
     from orchestrator.report import write_report
-    path = write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd, backend=cfg.backend, gate=cfg.gate,
-                        target=cfg.target)
+    path = write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd, backend=cfg.backend, gate=cfg.gate)
     console.print(f"report: {path}", highlight=False)
 
 
@@ -188,13 +187,13 @@ def init(
 @handled
 def doctor(ctx: typer.Context) -> None:
     """Check everything a night would fail on: config, target, benchmark, backend and fallbacks."""
-    from orchestrator.doctor import checks
-    failed = False
-    for c in checks(_config(ctx)):
+    from orchestrator.doctor import checks, exit_code
+    found = []
+    for c in checks(_config(ctx)):  # printed as each check finishes
         mark = "[green]ok[/green]  " if c.ok else ("[red]FAIL[/red]" if c.fatal else "[yellow]warn[/yellow]")
-        console.print(f"{mark} {escape(c.name)}: {escape(c.detail)}", highlight=False)
-        failed |= (not c.ok and c.fatal)
-    raise typer.Exit(1 if failed else 0)
+        console.print(f"{mark} {escape(c.name)}: {escape(c.detail)}", highlight=False, soft_wrap=True)
+        found.append(c)
+    raise typer.Exit(exit_code(found))  # 2: a FAIL from the config or input; 1: any other FAIL
 
 
 @app.command()

@@ -113,10 +113,9 @@ class TargetRepo:
         if tip is None:
             self._git("update-ref", f"refs/heads/{self.branch}", base, "")
             return base
-        if tip != base:
-            raise ConfigError(
-                f"target.branch: {self.branch!r} already exists in {self.path} with commits not on "
-                f"{self.base!r} (an earlier run?); delete it, or choose another target.branch")
+        refusal = branch_conflict(self)
+        if refusal is not None:
+            raise ConfigError(refusal)
         return tip
 
     def tip(self) -> str:
@@ -243,6 +242,37 @@ class TargetRepo:
 
     def log(self, limit: int = 50) -> str:
         return self._git("log", "--oneline", f"-{limit}", f"refs/heads/{self.branch}")
+
+
+# -- what a fresh run would find in the target (`ensure_branch`, and `doctor` before the night) -------------
+def branch_conflict(repo: TargetRepo) -> str | None:
+    """Why a fresh run cannot start `repo.branch`: it exists with commits not on base; None when it is free."""
+    tip = repo.sha(f"refs/heads/{repo.branch}")
+    if tip is None or tip == repo.sha(repo.base):
+        return None
+    return (f"target.branch: {repo.branch!r} already exists in {repo.path} with commits not on "
+            f"{repo.base!r} (an earlier run?); delete it, or choose another target.branch")
+
+
+def branches(repo: TargetRepo) -> list[str]:
+    """The target's local branch names."""
+    return sorted(ref.removeprefix("refs/heads/") for ref in repo.refs() if ref.startswith("refs/heads/"))
+
+
+def tracked_files(repo: TargetRepo, rev: str) -> list[str]:
+    """Every file path in the tree of `rev`."""
+    out = git("ls-tree", "-r", "-z", "--name-only", "--full-tree", f"{rev}^{{tree}}", cwd=repo.path).stdout
+    return [p for p in out.split("\0") if p]
+
+
+def dirty_paths(repo: TargetRepo) -> list[str]:
+    """Paths of the target's working tree that differ from its HEAD: changed, staged, deleted, or untracked and
+    not ignored. Read without taking git's optional locks, so not even the index is rewritten."""
+    if repo._git("rev-parse", "--is-inside-work-tree", check=False) != "true":
+        return []
+    out = git("--no-optional-locks", "status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=all",
+              cwd=repo.path).stdout
+    return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
 
 
 # -- git's own lock files in the target ---------------------------------------------------------------------

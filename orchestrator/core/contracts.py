@@ -73,6 +73,7 @@ class Check:
     ok: bool
     detail: str
     fatal: bool = True  # a failing fatal check means the night would fail
+    config: bool = False  # the failure is in the config or the input (a ConfigError): doctor exits 2
 
 
 @runtime_checkable
@@ -157,6 +158,12 @@ class BenchmarkRunner(ABC):
     def check(self) -> list[Check]:
         """Lines for `autoharness doctor`."""
         return []
+
+    def agent_files(self) -> list[str]:
+        """Target-relative paths of the agent code this benchmark loads: `doctor` checks they are committed on
+        `target.base`, since the night scores base's commit, not the working tree. By default the starter
+        agent's files, when the kind has a starter."""
+        return list(self.starter.files) if self.starter is not None else []
 
 
 def mean_of_trials(trials: list[TaskResult]) -> TaskResult:
