@@ -61,7 +61,24 @@ def read_tasks(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def failed_phase(event: dict[str, Any]) -> str:
+    """The error text of a task BIRD-Interact scored below 1: which phase failed (the first question, or the
+    follow-up after it), and whether the budget of bird-coins ran out; the spend on the next line."""
+    if event.get("phase1_passed"):
+        if not event.get("has_follow_up", True):
+            return "phase 1 passed; the task has no follow-up question, so phase 2's share cannot be earned"
+        kind = "phase 2 failed: the follow-up question was not solved"
+    else:
+        kind = "phase 1 failed: the first question was not solved"
+    used, left = event.get("budget_used"), event.get("budget_remaining")
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (used, left))
+    if numbers and left <= 0:
+        kind += " (budget spent)"
+    return kind + (f"\nbudget: used {used:g} of {used + left:g} bird-coins" if numbers else "")
+
+
 def to_task_result(event: dict[str, Any]) -> TaskResult:
+    """One task as the shim reported it; a failed one carries the phase that failed as its error text."""
     reward = event.get("reward")
     duration = float(event.get("duration_s") or 0.0)
     error, error_class = str(event.get("error") or ""), str(event.get("error_class") or "")
@@ -69,6 +86,8 @@ def to_task_result(event: dict[str, Any]) -> TaskResult:
         return TaskResult(None, duration, None, error or "BIRD-Interact gave no total_reward", error_class or "infra")
     if isinstance(reward, bool) or not isinstance(reward, int | float) or not 0.0 <= reward <= 1.0:
         return TaskResult(None, duration, None, f"total_reward out of range: {reward!r}", "bad_output")
+    if reward < 1.0 and not error:
+        error = failed_phase(event)
     return TaskResult(float(reward), duration, None, error, error_class or ("" if reward >= 1.0 else "failed"))
 
 

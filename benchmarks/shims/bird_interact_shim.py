@@ -9,8 +9,8 @@ Request (one JSON line on stdin):
     {"op": "run", "agent_dir": ..., "agent": "agent.bird_agent", "data": ".../bird_interact_data.jsonl",
      "task_ids": [...], "concurrency": 3, "task_timeout_s": 1800, "save_dir": null | "dir"}
 Events (JSON lines on the real stdout; everything else goes to stderr):
-    {"event": "result", "task_id", "reward", "phase1_passed", "phase2_passed", "duration_s", "error",
-     "error_class", "trace"} per task, then {"event": "done"};
+    {"event": "result", "task_id", "reward", "phase1_passed", "phase2_passed", "has_follow_up", "budget_used",
+     "budget_remaining", "duration_s", "error", "error_class", "trace"} per task, then {"event": "done"};
     {"event": "fatal", "error", "error_class"} when nothing can run.
 """
 
@@ -123,8 +123,9 @@ async def run_tasks(req: dict, data: dict[str, dict], run_single_task, agent_por
                 if task_id not in data:
                     raise KeyError(f"task {task_id} is not in {req['data']}")
                 result = await asyncio.wait_for(run_single_task(data[task_id]), timeout)
-                out.update(reward=result.get("total_reward"), phase1_passed=result.get("phase1_passed"),
-                           phase2_passed=result.get("phase2_passed"))
+                out.update(reward=result.get("total_reward"),
+                           **{k: result.get(k) for k in ("phase1_passed", "phase2_passed", "has_follow_up",
+                                                         "budget_used", "budget_remaining")})
                 if save_dir is not None:
                     path = Path(save_dir) / f"{task_id}.json"
                     path.write_text(json.dumps(result, indent=2, default=str))

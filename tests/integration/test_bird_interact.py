@@ -61,6 +61,9 @@ def test_rewards_partial_failure_infra_timeout_and_malformed(python, tmp_path):
     assert got["alien_1"].reward == 1.0 and got["alien_1"].error_class == ""
     assert got["alien_2"].reward == pytest.approx(0.7)                      # no follow-up: phase 1 only
     assert got["archeology_1"].reward == pytest.approx(0.7) and got["archeology_1"].error_class == "failed"
+    # The failed phase is the error text: the digest tells a missed first question from a missed follow-up.
+    assert got["archeology_1"].error.splitlines()[0] == "phase 2 failed: the follow-up question was not solved"
+    assert got["alien_2"].error.startswith("phase 1 passed; the task has no follow-up question")
     assert got["cross_db_1"].reward is None and got["cross_db_1"].error_class == "infra"
     assert "500" in got["cross_db_1"].error
     assert got["crypto_1"].reward == 0.0 and got["crypto_1"].error_class == "timeout"
@@ -74,6 +77,8 @@ def test_a_worse_agent_scores_lower_and_train_results_become_traces(python, tmp_
     got = r.run(agent_dir(tmp_path, careful=False), ["alien_1", "alien_2"], traces_dir=traces)
     assert {t: (g.reward, g.error_class) for t, g in got.items()} == {"alien_1": (0.0, "failed"),
                                                                        "alien_2": (0.0, "failed")}
+    assert got["alien_1"].error.splitlines() == ["phase 1 failed: the first question was not solved",
+                                                 "budget: used 0 of 14 bird-coins"]
     saved = json.loads((traces / "alien_1.json").read_text())
     assert saved["total_reward"] == 0.0 and saved["tool_trajectory"][0]["sql"] == "SELECT 1"
 
@@ -142,8 +147,9 @@ def test_loop_end_to_end_with_the_stand_in(python, tmp_path):
     git(target, "commit", "-qm", "agent")
     data = tomllib.loads((tmp_path / "autoharness.toml").read_text())
     data["benchmark"]["options"].update(python=str(python), adk_dir=str(ADK))
-    data["benchmark"].update(task_timeout_s=30, split={"train": ["alien_2"], "val": ["alien_1", "archeology_1"],
-                                                       "test": ["cybermarket_1"]})
+    # The test split scores one task (a split that scores nothing at all is refused at baseline).
+    data["benchmark"].update(task_timeout_s=30, split={"train": ["alien_2"], "val": ["alien_1"],
+                                                       "test": ["archeology_1", "cybermarket_1"]})
     data["loop"] = {"max_iterations": 1}
     (tmp_path / "autoharness.toml").write_text(dump_toml(data) + "\n")
     git(target, "worktree", "add", "-q", "--detach", str(tmp_path / "wt"), "main")
@@ -154,7 +160,7 @@ def test_loop_end_to_end_with_the_stand_in(python, tmp_path):
     cli(tmp_path, "baseline", env=env)
     assert "accepted" in cli(tmp_path, "run", "--once", env=env).stdout
     rows = (tmp_path / "workspace" / "results.tsv").read_text().splitlines()[1:]
-    assert [(r.split("\t")[1], r.split("\t")[6]) for r in rows] == [("0.0000", "baseline"), ("0.8500", "accepted")]
+    assert [(r.split("\t")[1], r.split("\t")[6]) for r in rows] == [("0.0000", "baseline"), ("1.0000", "accepted")]
     gold = {json.loads(line)["instance_id"]: json.loads(line)["sol_sql"][0] for line in DATA.read_text().splitlines()}
     assert mentions(tmp_path / "workspace", gold["alien_2"])          # a train result is a trace
     for task in ("alien_1", "archeology_1", "cybermarket_1"):
