@@ -9,6 +9,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from orchestrator.store import StoredResult
 
@@ -17,9 +18,64 @@ MAX_GROUPS = 8
 MAX_TRACE_BYTES = 4_000_000
 
 
+# A Python traceback: its header, its frames (`File "...", line N, in func`; no function for a SyntaxError's
+# own line) and, at the left margin after the last frame, the exception's type.
+TRACEBACK = "Traceback (most recent call last):"
+FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line \d+(?:, in (?P<func>\S+))?\s*$')
+EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s|:?$)")
+# Frames of Python itself (frozen modules, the standard library, installed packages): a crash is placed in
+# the caller's code when there is one.
+PYTHON_OWN = re.compile(r"^<frozen |/lib/python\d[\d.]*/")
+
+
+def count(n: int, noun: str) -> str:
+    """`1 task`, `2 tasks`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+class Crash(NamedTuple):
+    type: str       # the exception's type as printed: `KeyError`, `orders.OrderMissing`
+    place: str      # `file.py:function`, or `file.py` for a SyntaxError's line or a module's top level
+    line: str       # the exception line: `KeyError: 'B7'`
+
+
+def python_crash(text: str) -> Crash | None:
+    """The last Python traceback in `text` (which may hold logs around it), placed in its innermost frame of
+    code that is not Python's own; None when the text holds no complete traceback. A chained traceback
+    ("During handling of the above exception ...") is told by its last exception."""
+    lines = text.splitlines()
+    frames = [i for i, line in enumerate(lines) if FRAME.match(line)]
+    if not frames:
+        return None
+    last = frames[-1]
+    exc = next(((m, line) for line in lines[last + 1:] if (m := EXCEPTION.match(line))), None)
+    if exc is None:
+        return None
+    start = max((i for i in range(last) if TRACEBACK in lines[i]), default=0)
+    block = [m for i in frames if i >= start and (m := FRAME.match(lines[i]))]
+    frame = next((m for m in reversed(block) if not PYTHON_OWN.search(m["file"])), block[-1])
+    place = frame["file"].replace("\\", "/").rsplit("/", 1)[-1]
+    if frame["func"] and frame["func"] != "<module>":
+        place += f":{frame['func']}"
+    return Crash(exc[0]["type"], place, exc[1].strip())
+
+
+def headline(error: str) -> str:
+    """An error in one line: a Python crash by its exception line and place, else the first line that says
+    anything."""
+    crash = python_crash(error)
+    if crash is not None:
+        return f"{crash.line} (in {crash.place})"
+    return next((ln.strip() for ln in error.splitlines() if re.search(r"\w", ln)), "")
+
+
 def signature(res: StoredResult) -> str:
-    """What failures of one kind share: the error's first line with numbers and quoted values blanked."""
-    first = next((ln.strip() for ln in res.error.splitlines() if ln.strip()), "")
+    """What failures of one kind share: a Python crash's exception type and place; else the error's first
+    meaningful line with numbers and quoted values blanked."""
+    crash = python_crash(res.error)
+    if crash is not None:
+        return f"[{res.error_class or 'failed'}] {crash.type} in {crash.place}"
+    first = headline(res.error)
     first = re.sub(r"(['\"]).*?\1", "…", first)
     first = re.sub(r"\b[A-Z]*\d[\w.-]*", "N", first)
     first = re.sub(r"\s+", " ", first)[:140]
@@ -70,25 +126,35 @@ def copy_traces(src: Path | None, dest: Path, task_ids: list[str]) -> list[str]:
     return copied
 
 
+def excerpt(error: str) -> str:
+    """A long error's head and tail: what it was doing, and how it ended (a traceback's exception line)."""
+    text = error.strip()
+    if len(text) <= EXCERPT_CHARS:
+        return text
+    head = EXCERPT_CHARS // 3
+    return f"{text[:head]} …[cut]… {text[-(EXCERPT_CHARS - head):]}"
+
+
 def digest(results: dict[str, StoredResult], pass_reward: float, trace_files: list[str], context_dir: str) -> str:
     train = [r for r in results.values() if r.split == "train"]
     passed = sum(1 for r in train if r.reward is not None and r.reward >= pass_reward)
     groups = group_failures(results, pass_reward)
-    lines = [f"Train: {passed}/{len(train)} tasks pass. {len(train) - passed} fail, in {len(groups)} groups "
-             "(largest first)."]
+    head = f"Train: {passed}/{count(len(train), 'task')} passed"
+    if groups:
+        head += (f", {len(train) - passed} failed, in {count(len(groups), 'group')}"
+                 + (" (largest first)" if len(groups) > 1 else ""))
+    lines = [head + "."]
     for i, g in enumerate(groups[:MAX_GROUPS], 1):
         ids = [t.task_id for t in g.tasks]
         shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
-        lines += ["", f"### Group {i}: {len(g.tasks)} tasks — {g.signature}", f"Tasks: {shown}"]
+        lines += ["", f"### Group {i}: {count(len(g.tasks), 'task')} — {g.signature}", f"Tasks: {shown}"]
         example = g.tasks[0]
-        excerpt = example.error.strip()
-        if len(excerpt) > EXCERPT_CHARS:
-            excerpt = excerpt[:EXCERPT_CHARS] + " …[cut]"
-        if excerpt:
-            lines += [f"Example ({example.task_id}, reward {example.reward}):", "```", excerpt, "```"]
+        text = excerpt(example.error)
+        if text:
+            lines += [f"Example ({example.task_id}, reward {example.reward}):", "```", text, "```"]
         traces = [f for f in trace_files if any(belongs_to(f, t) for t in ids)]
         if traces:
             lines.append("Traces: " + ", ".join(f"{context_dir}/traces/{f}" for f in traces[:5]))
     if len(groups) > MAX_GROUPS:
-        lines.append(f"\n({len(groups) - MAX_GROUPS} smaller groups not shown)")
+        lines.append(f"\n({count(len(groups) - MAX_GROUPS, 'smaller group')} not shown)")
     return "\n".join(lines)

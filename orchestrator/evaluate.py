@@ -221,7 +221,7 @@ class Evaluator:
         raise BenchmarkChanged(message)
 
     def _keep(self, task_id: str, split: str, res: TaskResult) -> StoredResult:
-        reward, error_class = res.reward, res.error_class
+        reward, error_class, error = res.reward, res.error_class, res.error
         if reward is None:
             if self.config.infra_error == "fail":
                 reward, error_class = 0.0, res.error_class or "infra"
@@ -229,10 +229,11 @@ class Evaluator:
                 error_class = "dropped"
                 self.store.event("dropped", f"{split} task dropped after infra errors", task_id=task_id,
                                  error_class=res.error_class)
-        elif reward < 0 or reward > 1:
-            reward, error_class = 0.0, "bad_reward"
+        elif not 0 <= reward <= 1:  # a runner's bug (NaN too): unscorable, and said so
+            said = f"reward {reward!r} is not a number in [0, 1]"
+            reward, error_class, error = 0.0, "bad_reward", f"{said}: {error}" if error else said
         if error_class == "" and reward < 1.0:
             error_class = "failed"
         # Held-out hygiene: for val and test nothing but the id, the reward and the error class is kept.
-        error = res.error[-4000:] if split == "train" else ""
+        error = error[-4000:] if split == "train" else ""
         return StoredResult(task_id, split, reward, error_class, error, res.duration_s, res.cost_usd)

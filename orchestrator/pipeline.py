@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
 from orchestrator import analyze, gate, paired, records, stats
 from orchestrator.context import RunContext
-from orchestrator.core.contracts import Proposal, ProposalRequest, ProposalStatus, Usage
+from orchestrator.core.contracts import UNSCORED, Proposal, ProposalRequest, ProposalStatus, Usage
 from orchestrator.core.errors import (
     AutoharnessError,
     BenchmarkFailed,
@@ -30,7 +31,7 @@ from orchestrator.core.errors import (
 )
 from orchestrator.core.workspace import atomic_write, write_json
 from orchestrator.evaluate import CONTEXT_DIR, Outcome, Timer
-from orchestrator.store import IterationRecord
+from orchestrator.store import IterationRecord, StoredResult
 from prompts import render
 
 
@@ -185,29 +186,22 @@ def _decide(ctx: RunContext, rec: IterationRecord, verdict: gate.Verdict | None,
 # -- the other two ways code is scored --------------------------------------------------------------------
 
 def baseline(ctx: RunContext) -> IterationRecord:
-    """Iteration 0: freeze the splits, score the base commit on train, val and test, seed the suite."""
+    """Iteration 0: freeze the splits, score the base commit on train, val and test, seed the suite. Refused
+    (BenchmarkFailed, nothing recorded) when the benchmark judged no task of a split."""
     existing = ctx.store.iteration(0)
     if existing is not None:
         return existing
-    splits, timer = ctx.splits, Timer()
+    timer, g = Timer(), ctx.cfg.gate
     tip = ctx.repo.ensure_branch()
     ctx.repo.check_branch_free(ctx.worktree_root)
     with ctx.phases.traced(), ctx.repo.workdir(ctx.worktree_root / "baseline") as work:
         wt, chash = work.score(tip), ctx.hash_of(work.store, tip)
-        ctx.step("baseline:train", 0)
-        train = timer.add(ctx.evaluator.evaluate(wt, chash, splits.train, "train", label="baseline train",
-                                                 purpose="baseline"))
-        ctx.step("baseline:val", 0)
-        # The A/A check: val more than once on the same code; what flips is the benchmark's noise.
-        g = ctx.cfg.gate
-        val = timer.add(ctx.evaluator.evaluate(wt, chash, splits.val, "val", purpose="baseline", draws=g.baseline_runs,
-                                               label="baseline val" + (f" (A/A, {g.baseline_runs} runs)"
-                                                                       if g.baseline_runs > 1 else "")))
-        test = None
-        if splits.test:
-            ctx.step("baseline:test", 0)
-            test = timer.add(ctx.evaluator.evaluate(wt, chash, splits.test, "test", label="baseline test",
-                                                    purpose="baseline"))
+        scored, refusal = _score_base(ctx, wt, chash, timer)
+    if refusal:  # raised here, not in a phase: the command prints it, once, as its error
+        ctx.store.forget(chash)  # so that a fixed benchmark is run again, not answered from the cache
+        ctx.store.event("baseline_refused", refusal)
+        raise BenchmarkFailed(refusal)
+    train, val, test = scored["train"], scored["val"], scored.get("test")
     rewards = val.rewards()
     noise = stats.Noise.measure(rewards)
     suite = gate.Suite.initial(train.results, g.pass_reward)
@@ -226,6 +220,46 @@ def baseline(ctx: RunContext) -> IterationRecord:
     ctx.repo.tag_best(tip)
     records.write_views(ctx.store, ctx.ws)
     return rec
+
+
+def _score_base(ctx: RunContext, wt: Path, chash: str, timer: Timer) -> tuple[dict[str, Outcome], str]:
+    """The base commit's outcome on each split, train first; val runs `baseline_runs` times (the A/A check:
+    what flips on the same code is the benchmark's noise). Stops at the first split the benchmark judged
+    none of, with the refusal that says so ("" when every split was judged)."""
+    runs = ctx.cfg.gate.baseline_runs
+    scored: dict[str, Outcome] = {}
+    for split, ids in (("train", ctx.splits.train), ("val", ctx.splits.val), ("test", ctx.splits.test)):
+        if not ids:
+            continue
+        ctx.step(f"baseline:{split}", 0)
+        draws = runs if split == "val" else 1
+        label = f"baseline {split}" + (f" (A/A, {draws} runs)" if draws > 1 else "")
+        out = scored[split] = timer.add(ctx.evaluator.evaluate(wt, chash, ids, split, label=label, draws=draws,
+                                                               purpose="baseline"))
+        # Every sample a crash, bad output or infra error: a night would pay for proposals no score could judge.
+        if all(s.error_class in UNSCORED for t in ids for s in out.samples.get(t, ())):
+            return scored, _refusal(split, [out.results[t] for t in ids if t in out.results])
+    return scored, ""
+
+
+def _refusal(split: str, results: list[StoredResult]) -> str:
+    """The paragraph a refused baseline prints: what happened, the first task's error, what to check."""
+    n = len(results)
+    what = f"the one {split} task" if n == 1 else f"any of the {n} {split} tasks"
+    kinds = ", ".join(f"{kind}: {k}" for kind, k in Counter(r.error_class for r in results).most_common())
+    first = results[0]
+    if split == "train":
+        told = f"First error, {first.task_id}: {first.error_class}: {analyze.headline(first.error)[:300]}."
+        check = ("Check that the benchmark runs on its own and reports a reward in [0, 1] for each task "
+                 "(the command runner reads one {\"task_id\": ..., \"reward\": ...} line a task from stdout).")
+    else:
+        told = (f"First: {first.task_id}, {first.error_class} (the error texts of {split} tasks are not kept, so "
+                "that no held-out detail reaches the records).")
+        check = (f"Train was scored, so check what differs in a {split} run: it is contained (the benchmark's files "
+                 "and the agent read-only, a private temporary folder), and the benchmark may not write elsewhere.")
+    return (f"baseline refused: the benchmark could not score {what} ({kinds}), so no change could be judged; "
+            f"nothing was recorded, and `run` refuses too until a baseline is. {told} {check} "
+            "`autoharness doctor` runs one train task and shows its whole error.")
 
 
 def score_test(ctx: RunContext) -> Outcome | None:

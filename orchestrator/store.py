@@ -281,6 +281,10 @@ class Store:
                 out.append(r)
         return out
 
+    def forget(self, code_hash: str) -> None:
+        """Drop every sample of `code_hash`: results no one may reuse (a benchmark that could not judge them)."""
+        self.conn.execute("DELETE FROM results WHERE code_hash=?", (code_hash,))
+
     # -- events and key/values -------------------------------------------------------------------------
     def event(self, kind: str, message: str, iteration: int | None = None, **data: Any) -> None:
         self.conn.execute(
