@@ -121,3 +121,17 @@ def test_the_ci_script_installs_only_the_named_benchmark_with_the_same_installer
     assert both.returncode == 0, both.stderr
     assert [ln.split(":")[0] for ln in both.stdout.splitlines() if "installed in" in ln] == ["tau2", "harbor"]
     assert "harbor: already installed" in both.stdout
+
+
+def test_the_docs_say_what_the_installer_does():
+    """The install sections name the command, the pins it installs and the place it installs to."""
+    docs = {name: (REPO / "docs" / "benchmarks" / f"{name}.md").read_text() for name in shims.PINS}
+    for name, text in docs.items():
+        assert f"autoharness install {name}" in text, name
+        assert all(f"{pin}" in text for pin in shims.PINS[name]), name
+        assert f"~/.local/share/autoharness/{name}-venv" in text and f"$AUTOHARNESS_HOME/{name}-venv" in text, name
+    readme = (REPO / "README.md").read_text()
+    script = (REPO / ".ci" / "install-benchmarks.sh").read_text()
+    for text in (readme, script, *docs.values()):
+        assert "creates .ci-tools/" not in text and "environments under `.ci-tools/`" not in text
+    assert "orchestrator.install" in script and "~/.local/share}/autoharness/<name>-venv" in script
