@@ -158,15 +158,10 @@ def _editable(cfg: Config, tracked: list[str]) -> list[Check]:
                   f"{cfg.target.base} (the coding agent could only add files there){hint}", fatal=False)]
 
 
-CODE_SUFFIXES = (".py", ".ts", ".js", ".go", ".rs", ".rb", ".java", ".kt", ".txt", ".md", ".json", ".yaml", ".toml")
-
-
 def _code_folders(tracked: list[str]) -> list[str]:
-    """Where code or prompts are on base, as globs the user can write into target.editable: the top folders
-    holding them, else the top-level files."""
-    code = [p for p in tracked if p.endswith(CODE_SUFFIXES) and not p.startswith(".")]
-    tops = sorted({p.split("/", 1)[0] + "/**" for p in code if "/" in p})
-    return tops or sorted(code)
+    """Where the agent's code is on base, as the globs `autoharness init` writes into target.editable."""
+    from orchestrator.init import code_globs
+    return code_globs(tracked)
 
 
 def _agent_committed(cfg: Config, agent: list[str], tracked: list[str]) -> list[Check]:
