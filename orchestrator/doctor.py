@@ -266,6 +266,9 @@ def _judge(cfg: Config, task: str, res: TaskResult, seconds: float, limit: float
         error = _excerpt(res.error or f"reward {res.reward!r} is outside [0, 1]")
         return Check("benchmark trial", False, f"train task {task} could not be scored ({kind}), so a night would "
                      f"judge nothing; fix the benchmark or the agent on {cfg.target.base}:\n{error}")
+    if res.error_class == "agent_error":  # scored 0, but so would every task be: the agent does not load
+        return Check("benchmark trial", False, f"train task {task}: the agent on {cfg.target.base} did not load "
+                     f"(agent_error), so every task would score 0; fix it on {cfg.target.base}:\n{_excerpt(res.error)}")
     if res.error_class == "timeout":
         night = cfg.benchmark.task_timeout_s
         why = (f"doctor waits at most {limit:g} s (the night allows {night:g} s), so it was not judged here"

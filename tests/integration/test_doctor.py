@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from benchmarks.command import CommandRunner
+from orchestrator.core.contracts import TaskResult
 from tests.toy import REPO, SPLIT, TASKS, Toy, cli, git, make_toy, skills_file
 
 # A benchmark that lists the toy's tasks and does, for every task, what MODE says.
@@ -90,6 +92,31 @@ def test_a_benchmark_that_cannot_judge_a_task_fails_with_its_error(toy, mode, ki
     assert trial.startswith(f"FAIL benchmark trial: train task tr-alpha-0 could not be scored ({kind}), so a night "
                             "would judge nothing; fix the benchmark or the agent on main: "), out
     assert says in trial.split(": ", 2)[2], out
+
+
+class AgentErrorRunner(CommandRunner):
+    """A runner whose benchmark cannot load the agent, as a named benchmark reports it."""
+
+    def run(self, agent_dir, task_ids, *, traces_dir):
+        return {t: TaskResult(0.0, 0.1, None, "ImportError: no module named agent.tau2_agent", "agent_error")
+                for t in task_ids}
+
+
+def test_an_agent_that_does_not_load_fails_the_trial(toy):
+    set_config(toy, 'kind = "command"', f'kind = "{__name__}:AgentErrorRunner"')
+    rc, out = doctor(toy)
+    assert rc == 1, out
+    assert ("FAIL benchmark trial: train task tr-alpha-0: the agent on main did not load (agent_error), so every "
+            "task would score 0; fix it on main: ImportError: no module named agent.tau2_agent") in line(
+        out, "FAIL benchmark trial:"), out
+
+
+def test_a_task_that_times_out_warns_and_says_what_the_night_would_do(toy):
+    set_config(toy, "task_timeout_s = 30", "task_timeout_s = 1")
+    rc, out = doctor(toy, env={"TOY_TASK_SLEEP": "5"})
+    assert rc == 0, out
+    assert ("warn benchmark trial: train task tr-alpha-0 timed out after 1 s: the night counts that as 0; raise "
+            "benchmark.task_timeout_s if tasks need longer") in out
 
 
 def test_the_trial_runs_base_as_committed_not_the_working_tree(toy):
