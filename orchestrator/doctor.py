@@ -21,7 +21,14 @@ from orchestrator.core.contracts import BenchmarkRunner, Check, TaskResult
 from orchestrator.core.errors import AutoharnessError, ConfigError
 from orchestrator.core.taskids import check_ids
 from orchestrator.core.workspace import Workspace
-from orchestrator.gitops import TargetRepo, branch_conflict, branches, dirty_paths, tracked_files
+from orchestrator.gitops import (
+    TargetRepo,
+    branch_conflict,
+    branches,
+    check_ref_locks,
+    dirty_paths,
+    tracked_files,
+)
 from orchestrator.guard import is_editable
 from orchestrator.report import recorded_noise
 from orchestrator.splits import SPLITS, Splits, load_or_freeze, make_splits
@@ -40,6 +47,7 @@ def checks(cfg: Config) -> Iterator[Check]:
     if repo is not None:
         base = repo.sha(cfg.target.base)
         yield _base(cfg, repo, base)
+        yield from _collect("target locks", lambda: check_ref_locks(repo) or [])  # a FAIL only when a lock is left
     if repo is not None and base is not None:
         yield from _collect("target branch", lambda: _branch(cfg, repo))
         tracked = tracked_files(repo, base)

@@ -19,13 +19,21 @@ def toy(tmp_path):
     return make_toy(tmp_path, TASKS, SPLIT)
 
 
-def bad(toy, old: str, new: str) -> str:
+def bad(toy, old: str, new: str, commands: tuple[str, ...] = ("baseline",)) -> str:
+    """The one line each command (`run --once` is one string) answers the config with `old` made `new`: exit 2,
+    `error: ...` alone on stderr, and the target's refs as they were."""
+    assert old in toy.config.read_text(), old
     toy.config.write_text(toy.config.read_text().replace(old, new, 1))
-    res = cli(toy, "baseline", check=False)
-    assert res.returncode == 2, res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    return lines[0]
+    refs, said = toy.git("for-each-ref"), set()
+    for command in commands:
+        res = cli(toy, *command.split(), check=False)
+        assert res.returncode == 2, f"{command}: {res.stdout}{res.stderr}"
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), f"{command}: {res.stderr}"
+        assert toy.git("for-each-ref") == refs, f"{command} moved a ref"
+        said.add(lines[0])
+    assert len(said) == 1, said  # every command says the same
+    return said.pop()
 
 
 def test_unknown_key(toy):
