@@ -1,11 +1,14 @@
-"""The `autoharness` command. Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage.
+"""The `autoharness` command. Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage; a run or a
+baseline cancelled by a signal exits 128 + the signal (130 after Ctrl-C, 143 after SIGTERM).
 
-Commands that work on a workspace go through the run driver (orchestrator/driver.py); `status` and `report`
+Commands that work on a workspace go through the run driver (orchestrator/driver.py) and hold the workspace
+as the daemon does (orchestrator/daemon.py: its lock, heartbeat and signal policy); `status` and `report`
 only read it.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -13,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from functools import wraps
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,31 +24,54 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.console import console, err_console, progress_bars
+from orchestrator.console import console, err_console
 from orchestrator.core.config import Config, load_config
 from orchestrator.core.errors import AutoharnessError
 from orchestrator.core.workspace import Workspace
-from orchestrator.heartbeat import is_stale
-from orchestrator.status import dur, fmt, print_findings, results_table, status_data
+from orchestrator.status import fmt, now_line, print_findings, results_table, status_data
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Improve an AI agent overnight.")
 
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="config file (TOML)")]
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        try:
+            console.print(f"autoharness {version('autoharness')}", highlight=False)
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            console.print("autoharness (not installed: no version)", highlight=False)
+        raise typer.Exit(0)
+
 
 @app.callback()
-def _main(ctx: typer.Context,
-          config: Annotated[Path | None, typer.Option("--config", "-c", help="config file (TOML)")] = None) -> None:
+def _main(ctx: typer.Context, config: ConfigOption = None,
+          _: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="print the version and exit")] = False) -> None:
     ctx.obj = config
 
 
 def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn our errors into one line on stderr and their exit code."""
+    """Turn our errors into one line on stderr and their exit code. A command that takes the context reads the
+    config, so it takes `--config`/`-c` after its name too (`status -c x.toml`), where it wins over one given
+    before the name."""
     @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, config: Path | None = None, **kwargs: Any) -> Any:
+        if config is not None:
+            kwargs["ctx"].obj = config
         try:
             return fn(*args, **kwargs)
         except AutoharnessError as exc:
             err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:  # a Ctrl-C where no work runs (work has the daemon's signal policy)
+            err_console.print("interrupted", highlight=False)
+            raise typer.Exit(130) from None
+    params = inspect.signature(fn, eval_str=True).parameters
+    if "ctx" in params:
+        option = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOption)
+        wrapper.__signature__ = inspect.Signature([*params.values(), option])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {**fn.__annotations__, "config": ConfigOption}
     return wrapper
 
 
@@ -52,88 +79,126 @@ def _config(ctx: typer.Context) -> Config:
     return load_config(ctx.obj)
 
 
-def _iteration_line(rec: Any) -> str:
-    return f"iteration {rec.n}: [bold]{rec.decision}[/bold] {rec.stage + ': ' if rec.stage else ''}{rec.reason}"
+def _holder(cfg: Config, command: str) -> Any:
+    """The process holding the workspace for work a user started: the daemon's lock, heartbeat and signals."""
+    from orchestrator.daemon import Daemon
+    return Daemon(cfg, console, command=command)
+
+
+def _attend(holder: Any, work: Callable[[Any], Any], reason: Callable[[Any], str] = lambda _: "done") -> Any:
+    """Run `work` on a driver under the daemon's signal policy: the first Ctrl-C lets it finish (up to
+    schedule.grace_s), the second cancels it: one line, and the exit code of the signal."""
+    result = holder.attended(work, reason)
+    if holder.cancelled:
+        console.print(f"stopped: {holder.end_reason}", highlight=False, markup=False)
+        raise typer.Exit(holder.exit_code or 1)
+    return result
 
 
 @app.command()
 @handled
 def baseline(ctx: typer.Context) -> None:
-    """Freeze the splits and score the base commit on train, val and test."""
-    from orchestrator.driver import Driver
-    with progress_bars() as progress, Driver(_config(ctx), progress=progress) as driver:
-        rec = driver.baseline()
-    console.print(f"baseline: val {fmt(rec.val_score)}, {rec.reason}, commit {rec.commit_sha[:12]}")
+    """Freeze the splits and score the base commit on train, val and test.
+
+    Ctrl-C lets the baseline finish (up to schedule.grace_s); a second Ctrl-C cancels it (exit 130).
+    """
+    holder = _holder(_config(ctx), "baseline")
+    rec = _attend(holder, lambda driver: driver.baseline())
+    console.print(f"baseline: val {fmt(rec.val_score)}, {rec.reason}, commit {rec.commit_sha[:12]}", highlight=False)
 
 
 @app.command()
 @handled
 def run(ctx: typer.Context,
         once: Annotated[bool, typer.Option("--once", help="run a single iteration and exit")] = False) -> None:
-    """Run the loop: one iteration with --once, else the scheduled daemon."""
+    """Run the loop: one iteration with --once, else the scheduled daemon.
+
+    Ctrl-C, SIGTERM or `autoharness stop`: stop after the current iteration (up to schedule.grace_s).
+
+    A second Ctrl-C or SIGTERM: cancel that iteration now; it is redone next time.
+
+    Exit code: 0 ended, or stopped after its iteration; 130 Ctrl-C cancelled one, 143 SIGTERM did; 1 error.
+    """
+    from orchestrator.records import decision_line
     cfg = _config(ctx)
     if not once:
         from orchestrator.daemon import run_daemon
         raise typer.Exit(run_daemon(cfg, console=console))
     # A session of at most one iteration: it obeys STOP, max_iterations, plateau and the budget.
-    from orchestrator.driver import Driver
+    holder = _holder(cfg, "run --once")
     done: list[Any] = []
-    with progress_bars() as progress, Driver(cfg, progress=progress) as driver:
-        reason = driver.session(limit=1, on_iteration=done.append, score_test=False)
-    for rec in done:
-        console.print(_iteration_line(rec), highlight=False)
+
+    def one(driver: Any) -> str:
+        return driver.session(limit=1, external_stop=lambda: holder.stop_reason, score_test=False,
+                              on_iteration=lambda rec: (done.append(rec), console.print(
+                                  decision_line(rec), highlight=False, markup=False)))
+    reason = _attend(holder, one, reason=str)
     if not done:
-        console.print(f"no iteration run: {reason}", highlight=False)
+        console.print(f"no iteration run: {reason}", highlight=False, markup=False)
 
 
 @app.command()
 @handled
 def stop(ctx: typer.Context) -> None:
-    """Ask a running daemon to stop: it finishes the current iteration (up to schedule.grace_s)."""
+    """Ask the running daemon to stop after its current iteration.
+
+    It waits up to schedule.grace_s for it; `run --once` and `baseline` stop the same way.
+
+    With nothing running it says so, changes nothing and exits 0.
+    """
+    from orchestrator.heartbeat import read
+    from orchestrator.lock import holder
     cfg = _config(ctx)
     ws = Workspace(cfg.workspace)
-    ws.root.mkdir(parents=True, exist_ok=True)
-    ws.stop_file.write_text(f"requested at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+    pid = holder(ws.lock)
+    if pid is None:
+        console.print(f"no daemon is running on {ws.root}; nothing to stop", highlight=False, markup=False)
+        return
+    hb = read(ws.heartbeat) or {}
+    who = "the daemon" if hb.get("pid") != pid or hb.get("command", "run") == "run" else f"autoharness {hb['command']}"
     try:
-        pid = int(ws.lock.read_text().strip())
+        if pid <= 0:  # it holds the lock but has not written its pid yet
+            raise PermissionError
         os.kill(pid, signal.SIGTERM)
-        console.print(f"asked the daemon (pid {pid}) to stop; it drains the current iteration first")
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-        console.print(f"wrote {ws.stop_file}; no daemon is running, so the next one will stop at once")
+        console.print(f"asked {who} (pid {pid}) to stop; it finishes its current iteration first "
+                      f"(up to {cfg.schedule.grace_s:g} s)", highlight=False, markup=False)
+    except ProcessLookupError:
+        console.print(f"no daemon is running on {ws.root} (pid {pid} just ended); nothing to stop",
+                      highlight=False, markup=False)
+    except PermissionError:  # not ours to signal: the STOP file asks it at its next iteration
+        ws.stop_file.write_text("requested by `autoharness stop`\n")
+        console.print(f"cannot signal pid {pid}; wrote {ws.stop_file}: it stops before its next iteration",
+                      highlight=False, markup=False)
 
 
 @app.command()
 @handled
 def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
-    """What happened so far: one row per iteration, the best score against the baseline, the spend."""
+    """What happened so far: one row per iteration, the best score against the baseline, the spend, and what the
+    daemon (or `run --once`, `baseline`) is doing now."""
     cfg = _config(ctx)
     data = status_data(cfg)
     if as_json:
         print(json.dumps(data, indent=2, default=str))
         return
-    if not data["rows"]:
-        console.print("no baseline yet: run `autoharness baseline`")
-        return
-    console.print(results_table(data["rows"]))
-    console.print(
-        f"best val {fmt(data['best_val'])}"
-        + (f", re-measured {fmt(data['best_val_remeasured'])}" if data.get("best_val_remeasured") is not None else "")
-        + f" (baseline {fmt(data['baseline_val'])}); "
-        f"accepted {data['accepted']}, rejected {data['rejected']}, errors {data['errors']}; "
-        f"spent ${data['spend_usd']:.2f} of ${data['budget_usd']:.2f}"
-        + (f" ({data['unknown_cost']} proposals of unknown cost)" if data["unknown_cost"] else ""),
-        highlight=False,
-    )
-    print_findings(console, data)
     hb = data.get("heartbeat")
+    if not data["rows"]:
+        console.print("the baseline is running (no results yet)" if data["baseline_running"]
+                      else "no baseline yet: run `autoharness baseline`")
+    else:
+        console.print(results_table(data["rows"]))
+        console.print(
+            f"best val {fmt(data['best_val'])}"
+            + (f", re-measured {fmt(data['best_val_remeasured'])}" if data.get("best_val_remeasured") is not None else "")
+            + f" (baseline {fmt(data['baseline_val'])}); "
+            f"accepted {data['accepted']}, rejected {data['rejected']}, errors {data['errors']}; "
+            f"spent ${data['spend_usd']:.2f} of ${data['budget_usd']:.2f}"
+            + (f" ({data['unknown_cost']} proposals of unknown cost)" if data["unknown_cost"] else ""),
+            highlight=False,
+        )
+        print_findings(console, data)
     if hb:
-        stale = " [red](stale heartbeat: the daemon is not running)[/red]" if is_stale(hb) else ""
-        line = (f"daemon: pid {hb.get('pid')}, phase {hb.get('phase')}"
-                + (f", iteration {hb['iteration']}" if hb.get("iteration") is not None else "")
-                + f", for {dur(time.time() - hb.get('since', time.time()))}{stale}")
-        if hb.get("phase") == "stopped" and hb.get("stop_reason"):
-            line += f"; stopped: {hb['stop_reason']}"
-        console.print(line, highlight=False)
+        console.print(now_line(hb), highlight=False, soft_wrap=True)
     if data.get("next_window"):
         console.print(f"next window: {data['next_window']}", highlight=False)
 
@@ -145,9 +210,7 @@ def report(ctx: typer.Context,
     """The results table; with --final, the honest held-out test score of the best commit."""
     cfg = _config(ctx)
     if final:
-        from orchestrator.driver import Driver
-        with progress_bars() as progress, Driver(cfg, progress=progress) as driver:
-            driver.final_test()
+        _attend(_holder(cfg, "report --final"), lambda driver: driver.final_test())
     data = status_data(cfg)
     if not data["rows"]:
         console.print("no baseline yet: run `autoharness baseline`")
@@ -161,7 +224,8 @@ def report(ctx: typer.Context,
                   else "(run report --final)")
     console.print(table)
     from orchestrator.report import write_report
-    path = write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd, backend=cfg.backend, gate=cfg.gate)
+    path = write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd, backend=cfg.backend, gate=cfg.gate,
+                        target=cfg.target)
     console.print(f"report: {path}", highlight=False)
 
 

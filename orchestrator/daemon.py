@@ -14,8 +14,10 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from apscheduler.executors.debug import DebugExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -23,6 +25,7 @@ from apscheduler.triggers.cron import CronTrigger
 from rich.console import Console
 
 from orchestrator import heartbeat
+from orchestrator.console import ProgressFn as Progress
 from orchestrator.console import progress_bars
 from orchestrator.core import proc
 from orchestrator.core.cancel import Cancellation
@@ -32,12 +35,14 @@ from orchestrator.driver import Driver
 from orchestrator.lock import WorkspaceLock
 from orchestrator.logs import configure_logging
 from orchestrator.notify import NightSummary, Notifier
+from orchestrator.records import decision_line
 from orchestrator.report import write_report
 from orchestrator.store import IterationRecord, Store
 
 # Reasons after which a scheduled daemon waits for the next window; any other reason ends it.
 NIGHTLY = ("window end", "max_iterations", "plateau")
 BUDGET_WARNINGS = (0.5, 0.8)
+T = TypeVar("T")
 
 
 def trigger(cfg: Config) -> CronTrigger:
@@ -64,34 +69,66 @@ def next_window(cfg: Config, now: datetime | None = None) -> datetime | None:
 
 
 class Daemon:
-    def __init__(self, cfg: Config, console: Console):
+    """The process that holds a workspace and runs work on it: the scheduled daemon (`run`), or one piece of
+    attended work (`run --once`, `baseline`, `report --final`). Both keep a heartbeat and one signal policy."""
+
+    def __init__(self, cfg: Config, console: Console, command: str = "run"):
         self.cfg = cfg
         self.console = console
         self.stop_reason: str | None = None
         self.in_session = False
         self.scheduler: BlockingScheduler | None = None
-        self.beat = heartbeat.Heartbeat(cfg.workspace / "heartbeat.json")
+        self.beat = heartbeat.Heartbeat(cfg.workspace / "heartbeat.json", command=command)
         self.cancel = Cancellation()
+        self.exit_code = 0          # 128 + the signal when a signal's stop cancelled work (see `stopped_by`)
+        self.end_reason = "unknown"  # what the heartbeat says when this process is done
+        self.cancelled = False       # a forced stop cut work short
+        self._signals: list[signal.Signals] = []
         self._grace: threading.Timer | None = None
         self._previous_beat: dict[str, Any] | None = None   # what a dead daemon left in heartbeat.json
         self.notifier, self.log = _observers(cfg)
 
-    # -- signals: handlers only set flags and start timers; the work stops at its next safe point ----------
+    # -- signals: handlers only set flags, print a line and start timers; the work stops at its next safe point
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if self.stop_reason and self.in_session:
-            self._cancel_soon(f"second {name}", 0)
-        self.request_stop(name)
+        sig = signal.Signals(signum)
+        self._signals.append(sig)
+        unit = self._unit()
+        if len(self._signals) > 1 and self.in_session:
+            n = self.beat.state.get("iteration")
+            self._say(f"cancelling {unit if unit != 'this iteration' else f'iteration {n}'} now")
+            self._cancel_soon(f"second {sig.name}", 0)
+        elif self.in_session:
+            again = "Ctrl-C again" if sig is signal.SIGINT else f"another {sig.name}"
+            self._say(f"{'' if sig is signal.SIGINT else sig.name + ': '}stopping after {unit} "
+                      f"(up to {self.cfg.schedule.grace_s:g} s); {again} to cancel it now")
+        else:
+            self._say(f"{sig.name}: stopping (no work is running)")
+        self.request_stop(sig.name)
 
     def request_stop(self, reason: str) -> None:
-        """Let the current iteration finish; cancel it if it is still running after the grace period."""
-        if self.stop_reason is None:
+        """Let the current iteration finish; cancel it if it is still running after the grace period. A signal
+        replaces the window's end as the reason: after it the daemon exits instead of waiting for a window."""
+        if self.stop_reason in (None, "window end") and reason != self.stop_reason:
             self.stop_reason = reason
             self.log.info("stop_requested", reason=reason, grace_s=self.cfg.schedule.grace_s)
         if self.in_session:
             self._cancel_soon("grace period over", self.cfg.schedule.grace_s)
         elif self.scheduler is not None and self.scheduler.running:
             threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": False}, daemon=True).start()
+
+    @property
+    def stopped_by(self) -> signal.Signals | None:
+        """The signal of a stop asked for by a signal (`autoharness stop` sends SIGTERM), if that is the reason."""
+        return self._signals[-1] if self._signals and self.stop_reason in {s.name for s in self._signals} else None
+
+    def _unit(self) -> str:
+        """What a stop now lets finish: this iteration, the baseline or the final test score."""
+        phase = str(self.beat.state.get("phase") or "")
+        return ("the baseline" if phase.startswith("baseline") else "the final test score"
+                if phase.startswith("final") else "this iteration")
+
+    def _say(self, line: str) -> None:
+        self.console.print(line, highlight=False, markup=False)
 
     def _cancel_soon(self, why: str, after_s: float) -> None:
         if self._grace is not None and after_s > 0:
@@ -109,6 +146,81 @@ class Daemon:
             self.cancel.request(why)
             proc.terminate_all()
 
+    # -- the workspace held, and work run on it -----------------------------------------------------------
+    @contextmanager
+    def _held(self) -> Iterator[None]:
+        """The workspace lock, the signal policy and the heartbeat, for this process's life on the workspace."""
+        lock = WorkspaceLock(self.cfg.workspace / "run.lock").acquire()
+        self._previous_beat = heartbeat.read(self.cfg.workspace / "heartbeat.json")
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        self.beat.start()
+        try:
+            yield
+        except BaseException as exc:
+            self.end_reason = f"error: {type(exc).__name__}: {exc}"[:300]
+            raise
+        finally:
+            self.beat.stop(self.end_reason)
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            (self.cfg.workspace / "STOP").unlink(missing_ok=True)  # a STOP stops this process, not the next
+            lock.release()
+
+    @contextmanager
+    def _driving(self) -> Iterator[Driver]:
+        """A driver for one session, with this process's heartbeat, cancellation, progress and logs."""
+        self.cancel = Cancellation()
+        self.in_session = True
+        try:
+            with progress_bars() as bars, Driver(self.cfg, progress=self._progress(bars), observers=[self.beat.phase],
+                                                 cancel=self.cancel, log=self.log, locked=True) as driver:
+                yield driver
+        finally:
+            self.in_session = False
+            if self._grace:
+                self._grace.cancel()
+            self._grace = None
+
+    def _progress(self, bars: Progress) -> Progress:
+        def both(label: str, done: int, total: int) -> None:
+            bars(label, done, total)
+            self.beat.progress(label, done, total)
+        return both
+
+    def _cancelled(self, store: Store, exc: BaseException) -> str:
+        """Record the work a forced stop cut short; the reason the run stopped, saying what was cancelled."""
+        n, phase = self.beat.state.get("iteration"), str(self.beat.state.get("phase") or "")
+        self.cancelled = True
+        store.event("interrupted", f"cancelled: {exc}", iteration=n, phase=phase)
+        if self.stopped_by is not None:
+            self.exit_code = 128 + self.stopped_by.value
+        if phase.startswith("baseline"):
+            what = "the baseline cancelled: {}; it is redone next time"
+        elif phase.startswith("final"):
+            what = "the final test score cancelled: {}; `autoharness report --final` scores it"
+        else:
+            what = f"iteration {n} cancelled: {{}}; it is redone next time"
+        return f"{self.stop_reason or 'cancelled'} ({what.format(exc)})"
+
+    def attended(self, work: Callable[[Driver], T], reason: Callable[[T], str] = lambda _: "done") -> T | None:
+        """One piece of work a user started and may Ctrl-C (`run --once`, `baseline`, `report --final`), under
+        the daemon's signal policy. When a forced stop cut it short, `cancelled` is set, `end_reason` says what
+        was cancelled and the result is None."""
+        result: T | None = None
+        with self._held():
+            with self._driving() as driver:
+                self._note_interrupted(driver.ctx.store)
+                try:
+                    result = work(driver)
+                    self.end_reason = reason(result)
+                except Cancelled as exc:
+                    self.end_reason = self._cancelled(driver.ctx.store, exc)
+                except Exception as exc:
+                    if not self.cancel.requested:
+                        raise
+                    self.end_reason = self._cancelled(driver.ctx.store, exc)  # a killed child's error, after a cancel
+        return result
+
     # -- sessions ----------------------------------------------------------------------------------------
     def session(self, window_end: float | None) -> str:
         first_n = 1
@@ -117,42 +229,41 @@ class Daemon:
             window_timer = threading.Timer(max(window_end - time.time(), 0), self._window_over)
             window_timer.daemon = True
             window_timer.start()
-        self.cancel = Cancellation()
-        self.in_session = True
-        reason = "error"
+        reason, note = "error", ""
         try:
-            with progress_bars() as bars, Driver(self.cfg, progress=bars, observers=[self.beat.set], cancel=self.cancel,
-                                                 log=self.log, locked=True) as driver:
+            with self._driving() as driver:
                 store = driver.ctx.store
                 first_n = max(store.next_iteration(), 1)
                 self._note_interrupted(store)
                 try:
                     reason = driver.session(external_stop=lambda: self.stop_reason,
-                                            on_iteration=lambda r: self._after(store, r),
-                                            score_test=self.stop_reason is None)
+                                            on_iteration=lambda r: self._after(store, r), score_test=False)
+                    # The test split is scored at the end of a night, not after a stop that was asked for.
+                    if self.stopped_by is None and reason != "STOP file":
+                        driver.final_test()
+                    elif driver.ctx.splits.test:
+                        note = "; the test split was not scored (`autoharness report --final` scores it)"
                 except Cancelled as exc:
-                    n = self.beat.state.get("iteration")
-                    store.event("interrupted", f"iteration cancelled: {exc}", iteration=n, phase=self.beat.state.get("phase"))
-                    reason = f"{self.stop_reason or 'cancelled'} (iteration {n} cancelled: {exc}; it is redone next time)"
+                    reason = self._cancelled(store, exc)
                 except Exception as exc:
-                    reason = f"error: {type(exc).__name__}: {exc}"[:300]
-                    store.event("error", reason)
-                    # A bad config's one line is the command's; the log file keeps it too.
-                    (self.log.info if isinstance(exc, ConfigError) else self.log.error)("session_error", error=reason)
-                    self.notifier.error(f"autoharness stopped on an error: {type(exc).__name__}: {exc}")
-                    raise
+                    if self.cancel.requested:  # a killed child's error, after a cancel
+                        reason = self._cancelled(store, exc)
+                    else:
+                        reason = f"error: {type(exc).__name__}: {exc}"[:300]
+                        store.event("error", reason)
+                        # A bad config's one line is the command's; the log file keeps it too.
+                        (self.log.info if isinstance(exc, ConfigError) else self.log.error)("session_error", error=reason)
+                        self.notifier.error(f"autoharness stopped on an error: {type(exc).__name__}: {exc}")
+                        raise
                 night = NightSummary.from_store(store, stop_reason=reason, budget_usd=self.cfg.loop.budget_usd,
                                                 first_n=first_n)
         finally:
-            self.in_session = False
-            for timer in (window_timer, self._grace):
-                if timer:
-                    timer.cancel()
-            self._grace = None
+            if window_timer:
+                window_timer.cancel()
             _write_report(self.cfg, self.log)
         self.log.info("session_end", reason=reason)
         self.notifier.summary(night)
-        self.console.print(f"stopped: {reason}", highlight=False)
+        self.console.print(f"stopped: {reason}{note}", highlight=False, markup=False)
         return reason
 
     def _window_over(self) -> None:
@@ -160,8 +271,7 @@ class Daemon:
             self.request_stop("window end")
 
     def _after(self, store: Store, rec: IterationRecord) -> None:
-        self.console.print(f"iteration {rec.n}: {rec.decision}{' (' + rec.stage + ')' if rec.stage else ''} {rec.reason}",
-                           highlight=False)
+        self.console.print(decision_line(rec), highlight=False, markup=False)
         if rec.decision == "accepted":
             self.notifier.accepted(rec)
         _write_report(self.cfg, self.log)  # current in the morning even if the night ends in a crash
@@ -184,26 +294,10 @@ class Daemon:
 
     # -- the schedule ------------------------------------------------------------------------------------
     def run(self) -> int:
-        lock = WorkspaceLock(self.cfg.workspace / "run.lock").acquire()  # held across windows
-        self._previous_beat = heartbeat.read(self.cfg.workspace / "heartbeat.json")
-        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        self.beat.start()
-        reason = "unknown"
-        try:
-            if not self.cfg.schedule.start:
-                reason = self.session(None)
-            else:
-                reason = self._scheduled()
-        except BaseException as exc:
-            reason = f"error: {type(exc).__name__}: {exc}"[:300]
-            raise
-        finally:
-            self.beat.stop(reason)
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
-            (self.cfg.workspace / "STOP").unlink(missing_ok=True)
-            lock.release()
-        return 0
+        """The daemon: one session, or the scheduled windows. The exit code says how it ended (see cli.run)."""
+        with self._held():
+            self.end_reason = self.session(None) if not self.cfg.schedule.start else self._scheduled()
+        return self.exit_code
 
     def _scheduled(self) -> str:
         trig = trigger(self.cfg)

@@ -87,6 +87,7 @@ def main() -> None:
     from orchestrator.console import console, progress_bars
     from orchestrator.core.config import load_config
     from orchestrator.driver import Driver
+    from orchestrator.records import decision_line
     from orchestrator.report import write_report
     from orchestrator.status import print_findings, results_table, status_data
 
@@ -95,8 +96,7 @@ def main() -> None:
     cfg = load_config(make_demo(root))
     console.print(f"[bold]autoharness demo[/bold]: improving the support agent in {root / 'target'}")
     with progress_bars() as progress, Driver(cfg, progress=progress) as driver:
-        reason = driver.session(on_iteration=lambda r: console.print(
-            f"iteration {r.n}: {r.decision}{' (' + r.stage + ')' if r.stage else ''} {r.reason}", highlight=False))
+        reason = driver.session(on_iteration=lambda r: console.print(decision_line(r), highlight=False, markup=False))
         rows = driver.ctx.store.iterations()
         log = driver.ctx.repo.log()
     data = status_data(cfg)

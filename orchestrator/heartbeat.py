@@ -1,4 +1,5 @@
-"""heartbeat.json: what the daemon is doing right now, refreshed while a long phase runs."""
+"""heartbeat.json: what the process holding the workspace is doing right now (the daemon, or `run --once`,
+`baseline`, `report --final`), refreshed while a long phase runs."""
 
 from __future__ import annotations
 
@@ -12,17 +13,19 @@ from typing import Any
 from orchestrator.core.workspace import write_json
 
 STALE_AFTER_S = 120.0
+PROGRESS_EVERY_S = 1.0   # a benchmark pass reports every task; the file is rewritten at most this often for it
 
 
 class Heartbeat:
-    def __init__(self, path: Path, refresh_s: float = 15.0):
+    def __init__(self, path: Path, refresh_s: float = 15.0, command: str = "run"):
         self.path = path
         self.refresh_s = refresh_s
-        self.state: dict[str, Any] = {"pid": os.getpid(), "started": time.time(), "phase": "starting",
-                                      "iteration": None, "since": time.time()}
+        self.state: dict[str, Any] = {"pid": os.getpid(), "command": command, "started": time.time(),
+                                      "phase": "starting", "iteration": None, "since": time.time(), "progress": None}
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
+        self._written = 0.0
 
     def start(self) -> Heartbeat:
         self._write()
@@ -32,8 +35,21 @@ class Heartbeat:
 
     def set(self, phase: str, iteration: int | None = None, **extra: Any) -> None:
         with self._lock:
-            self.state.update(phase=phase, iteration=iteration, since=time.time(), **extra)
+            self.state.update(phase=phase, iteration=iteration, since=time.time(), progress=None, **extra)
         self._write()
+
+    def phase(self, name: str, iteration: int | None) -> None:
+        """The pipeline's phase observer. The final test scores the best commit: its iteration number says
+        which code is scored, not how far the run got, so the iteration shown stays the last one run."""
+        self.set(name, self.state.get("iteration") if name.startswith("final") else iteration)
+
+    def progress(self, label: str, done: int, total: int) -> None:
+        """A benchmark pass's count (`status` shows it): kept at once, written at most every second."""
+        with self._lock:
+            self.state["progress"] = {"label": label, "done": done, "total": total}
+            due = done >= total or time.monotonic() - self._written >= PROGRESS_EVERY_S
+        if due:
+            self._write()
 
     def stop(self, reason: str) -> None:
         self._done.set()
@@ -46,6 +62,7 @@ class Heartbeat:
     def _write(self) -> None:
         with self._lock:
             self.state["updated"] = time.time()
+            self._written = time.monotonic()
             data = dict(self.state)
         write_json(self.path, data)
 
@@ -62,3 +79,17 @@ def is_stale(hb: dict[str, Any], now: float | None = None) -> bool:
     if hb.get("phase") == "stopped":
         return False
     return (now or time.time()) - hb.get("updated", 0) > STALE_AFTER_S
+
+
+def is_running(hb: dict[str, Any]) -> bool:
+    """The process that wrote `hb` is still at work: not stopped, its heartbeat fresh, its pid alive."""
+    pid = hb.get("pid")
+    if hb.get("phase") == "stopped" or is_stale(hb) or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # a process of that pid that is not ours to signal: alive
+    return True

@@ -39,3 +39,21 @@ class WorkspaceLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def holder(path: Path) -> int | None:
+    """The pid of the process holding the workspace lock at `path`, or None when no process holds it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.read(fd, 64).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else 0
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)  # nobody held it: let go at once, a daemon may be starting
+        return None
+    finally:
+        os.close(fd)

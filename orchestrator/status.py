@@ -4,6 +4,7 @@ and as a table."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -14,7 +15,7 @@ from rich.table import Table
 from orchestrator.core.config import Config
 from orchestrator.core.workspace import Workspace
 from orchestrator.daemon import next_window
-from orchestrator.heartbeat import is_stale, read
+from orchestrator.heartbeat import is_running, is_stale, read
 from orchestrator.notify import NightSummary
 from orchestrator.report import paired_gain, recorded_noise
 from orchestrator.store import Store
@@ -48,11 +49,32 @@ def status_data(cfg: Config) -> dict[str, Any]:
             store.close()
     hb = read(ws.heartbeat)
     if hb is not None:
-        hb["stale"] = is_stale(hb)
+        hb["stale"], hb["running"] = is_stale(hb), is_running(hb)
     data["heartbeat"] = hb
+    data["baseline_running"] = bool(hb and hb["running"] and not data["rows"]
+                                    and str(hb.get("phase")).startswith(("starting", "baseline")))
     nxt = next_window(cfg)
     data["next_window"] = nxt.isoformat() if nxt else None
     return data
+
+
+def now_line(hb: dict[str, Any], now: float | None = None) -> str:
+    """What the process that holds (or held) the workspace is doing, from its heartbeat (rich markup):
+    `daemon: pid 12, phase gate, iteration 3, val 2/4 tasks, for 1m05s`."""
+    phase, n, progress = str(hb.get("phase")), hb.get("iteration"), hb.get("progress")
+    who = "daemon" if hb.get("command", "run") == "run" else str(hb["command"])
+    parts = [f"pid {hb.get('pid')}", f"phase {phase}"]
+    if n and not phase.startswith("baseline"):  # iteration 0 is the baseline, whose phases say so
+        parts.append(f"iteration {n}")
+    if progress and phase != "stopped":
+        parts.append(f"{progress['label']} {progress['done']}/{progress['total']} tasks")
+    parts.append(f"for {dur((now or time.time()) - hb.get('since', now or time.time()))}")
+    line = escape(f"{who}: {', '.join(parts)}")
+    if phase == "stopped" and hb.get("stop_reason"):
+        line += escape(f"; stopped: {hb['stop_reason']}")
+    elif not hb.get("running", True):
+        line += " [red](not running: its heartbeat is stale or its process is gone; the next start resumes)[/red]"
+    return line
 
 
 def print_findings(console: Console, data: dict[str, Any]) -> None:

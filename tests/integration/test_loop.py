@@ -300,7 +300,8 @@ def test_run_once_obeys_stop_max_iterations_and_plateau(queued):
     """`run --once` is a session of at most one iteration: the same stop conditions as the daemon's."""
     toy = queued
     _loop(toy, max_iterations=2, plateau=1)
-    cli(toy, "stop")
+    toy.workspace.mkdir()
+    (toy.workspace / "STOP").write_text("")  # `autoharness stop` arms no STOP file when nothing runs
     first = cli(toy, "run", "--once").stdout
     assert "no iteration run: STOP file" in first and _decisions(toy) == ["baseline"]
     assert not (toy.workspace / "STOP").exists()  # a STOP stops one session, not every one after it
