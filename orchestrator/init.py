@@ -180,8 +180,17 @@ def infer(repo: Path, base: str, starter: Starter, *, config_dir: Path) -> Edita
         found, what = own + extra, "the starter agent's folder" + (f" and {what}" if extra else "")
     if found:
         return Editable(found, what)
-    why = "it has no commits yet" if not tracked else "no source files outside tests, docs and vendored code"
-    return Editable([], f"found no agent code on {base} ({why})")
+    return Editable([], f"found no agent code on {base} ({_nothing_why(repo, base, tracked)})")
+
+
+def _nothing_why(repo: Path, base: str, tracked: list[str]) -> str:
+    if tracked:
+        return "no source files outside tests, docs and vendored code"
+    if git("rev-parse", "--verify", "-q", f"{base}^{{commit}}", cwd=repo, check=False).ok:
+        return "it holds no files"
+    if git("rev-parse", "--verify", "-q", "HEAD", cwd=repo, check=False).ok:
+        return f"there is no branch {base}; set target.base"
+    return "it has no commits yet"
 
 
 def code_globs(tracked: list[str], avoid: Sequence[str] = ()) -> list[str]:

@@ -121,3 +121,18 @@ def test_the_benchmark_files_its_options_name_are_left_out(tmp_path):
     editable = tomllib.loads((tmp_path / "target" / "autoharness.toml").read_text())["target"]["editable"]
     assert editable == ["agent/**", "data/loaders/**", "data/schema.py", "lib/**"]
     assert not any(is_editable(f, editable) for f in files if f.startswith("data/terminal-bench/"))
+
+
+def test_the_placeholder_says_why_for_an_empty_commit_and_a_detached_head(tmp_path):
+    target = repo(tmp_path / "target", [])
+    git(target, "commit", "-q", "--allow-empty", "-m", "nothing yet")
+    lines, editable = init(tmp_path)
+    assert editable == [PLACEHOLDER] and lines[1].startswith("editable: found no agent code on main (it holds no files)")
+    (target / "bot.py").write_text("x = 1\n")
+    git(target, "add", "-A")
+    git(target, "commit", "-qm", "bot")
+    git(target, "switch", "-q", "--detach")
+    git(target, "branch", "-q", "-m", "main", "trunk")
+    (tmp_path / "autoharness.toml").unlink()
+    lines, editable = init(tmp_path)
+    assert lines[1].startswith("editable: found no agent code on main (there is no branch main; set target.base)")
