@@ -115,7 +115,7 @@ class CommandRunner(BenchmarkRunner):
         prints no ids, there is no listing and the lists are the tasks (their union), so every id is written
         once; when it prints ids, the lists are checked against them."""
         if self.options.tasks is not None:
-            return check_ids(self.options.tasks, "benchmark.options.tasks")
+            return list(dict.fromkeys(check_ids(self.options.tasks, "benchmark.options.tasks")))
         split = self.config.split
         listed = self._listing(required=not split.explicit)
         if listed or not split.explicit:

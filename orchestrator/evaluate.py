@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.analyze import count
 from orchestrator.console import ProgressFn as Progress
 from orchestrator.core.cancel import Cancellation
 from orchestrator.core.config import BenchmarkConfig
@@ -214,7 +215,7 @@ class Evaluator:
         changed = changed_paths(before, self._signature())
         if not changed:
             return
-        message = (f"the benchmark's files changed during a {split} run of {len(tasks)} task(s): "
+        message = (f"the benchmark's files changed during a {split} run of {count(len(tasks), 'task')}: "
                    f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; its results are void, "
                    "check the benchmark before the next run")
         self.store.event("benchmark_changed", message, split=split, paths=changed[:100])

@@ -172,3 +172,13 @@ def test_a_runner_s_reward_outside_0_1_is_unscorable_and_says_so(tmp_path):
         (0.0, "bad_reward", "reward nan is not a number in [0, 1]: half right"),
         (0.5, "failed", "half right"),
     ]
+
+
+def test_a_benchmark_changed_by_a_run_is_told_in_words(tmp_path):
+    from orchestrator.core.errors import BenchmarkChanged
+    from tests.unit.test_benchmark_integrity import Tamperer, bench
+    (tmp_path / "ws").mkdir()
+    runner = Tamperer(bench(tmp_path), True)
+    evaluator = Evaluator(runner, Store(tmp_path / "ws" / "state.db"), tmp_path / "ws" / "traces", runner.config)
+    with pytest.raises(BenchmarkChanged, match=r"during a val run of 1 task: "):
+        evaluator.evaluate(tmp_path, "h" * 64, ["t1"], "val")

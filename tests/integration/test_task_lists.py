@@ -56,6 +56,11 @@ def test_bad_ids_from_the_tasks_option_are_refused(tmp_path, bad):
         CommandRunner(config, tmp_path).tasks()
 
 
+def test_an_id_given_twice_is_one_task(tmp_path):
+    config = BenchmarkConfig(options={"cmd": ["true"], "tasks": ["a", "b", "a"]})
+    assert CommandRunner(config, tmp_path).tasks() == ["a", "b"]
+
+
 # -- through the CLI ----------------------------------------------------------------------------------------
 def fractions(toy: Toy) -> None:
     """Replace the toy's explicit split lists by fractions: the listing alone says what the tasks are."""
