@@ -106,6 +106,15 @@ def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def _them(items: list[str]) -> str:
+    return "it" if len(items) == 1 else "them"
+
+
+def _globs(globs: list[str]) -> str:
+    """The globs, quoted, and the verb that goes with them."""
+    return f"{', '.join(map(repr, globs))} {'matches' if len(globs) == 1 else 'match'}"
+
+
 def _few(items: list[str], limit: int = 5) -> str:
     return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
@@ -159,10 +168,10 @@ def _editable(cfg: Config, tracked: list[str]) -> list[Check]:
     folders = _code_folders(tracked)
     hint = f"; folders with code on {cfg.target.base}: {_few(folders)}" if folders else ""
     if len(idle) == len(globs):
-        why = (f"{', '.join(map(repr, globs))} match no file tracked on {cfg.target.base}: the guard would reject "
+        why = (f"{_globs(globs)} no file tracked on {cfg.target.base}: the guard would reject "
                f"every proposal; set target.editable to the agent's code{hint}")
         return [Check("target editable", False, why, config=True)]
-    return [Check("target editable", False, f"{', '.join(map(repr, idle))} match no file tracked on "
+    return [Check("target editable", False, f"{_globs(idle)} no file tracked on "
                   f"{cfg.target.base} (the coding agent could only add files there){hint}", fatal=False)]
 
 
@@ -179,7 +188,7 @@ def _agent_committed(cfg: Config, agent: list[str], tracked: list[str]) -> list[
     missing = [p for p in agent if p not in set(tracked)]
     if missing:
         return [Check("target agent", False, f"{_few(missing)} not committed on {cfg.target.base}: the benchmark "
-                      f"loads the agent from there, so every task would fail; commit them on {cfg.target.base}")]
+                      f"loads the agent from there, so every task would fail; commit {_them(missing)} on {cfg.target.base}")]
     return [Check("target agent", True, f"{_few(agent)} committed on {cfg.target.base}")]
 
 
@@ -194,10 +203,10 @@ def _dirty(cfg: Config, repo: TargetRepo, agent: list[str]) -> list[Check]:
     if runs:
         out.append(Check("target files", False, f"{_n(len(runs), 'uncommitted change')} to the agent's code: "
                          f"{_few(runs)}; the night starts from {cfg.target.base}'s commit, not the working tree: "
-                         f"commit them on {cfg.target.base}"))
+                         f"commit {_them(runs)} on {cfg.target.base}"))
     if others:
         out.append(Check("target files", False, f"{_n(len(others), 'uncommitted change')} outside the agent's "
-                         f"code: {_few(others)} (the night does not see them)", fatal=False))
+                         f"code: {_few(others)} (the night does not see {_them(others)})", fatal=False))
     return out
 
 
@@ -217,7 +226,7 @@ def _listing_and_splits(cfg: Config, runner: BenchmarkRunner) -> Iterator[Check]
     unknown = [t for name in SPLITS for t in getattr(split, name) if t not in known] if split.explicit else []
     if unknown:
         yield Check("benchmark split", False, f"{_n(len(unknown), 'task')} in benchmark.split not listed by the "
-                    f"benchmark: {_few(unknown)}; baseline would refuse them: fix the lists or the listing",
+                    f"benchmark: {_few(unknown)}; baseline would refuse {_them(unknown)}: fix the lists or the listing",
                     config=True)
         return None
     frozen = Workspace(cfg.workspace).splits
