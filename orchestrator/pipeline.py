@@ -237,7 +237,8 @@ def _score_base(ctx: RunContext, wt: Path, chash: str, timer: Timer) -> tuple[di
         out = scored[split] = timer.add(ctx.evaluator.evaluate(wt, chash, ids, split, label=label, draws=draws,
                                                                purpose="baseline"))
         # Every sample a crash, bad output or infra error: a night would pay for proposals no score could judge.
-        if all(s.error_class in UNSCORED for t in ids for s in out.samples.get(t, ())):
+        samples = [s for t in ids for s in out.samples.get(t, ())]
+        if samples and all(s.error_class in UNSCORED for s in samples):
             return scored, _refusal(split, [out.results[t] for t in ids if t in out.results])
     return scored, ""
 
