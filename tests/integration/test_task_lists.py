@@ -61,6 +61,12 @@ def test_an_id_given_twice_is_one_task(tmp_path):
     assert CommandRunner(config, tmp_path).tasks() == ["a", "b"]
 
 
+def test_a_runner_s_own_bad_id_is_refused_when_the_splits_are_made():
+    from orchestrator.splits import make_splits
+    with pytest.raises(ConfigError, match=r"^the benchmark's task list: task id 'cases/7' holds a path separator"):
+        make_splits(SplitConfig(), ["ok-1", "cases/7", "ok-2"])
+
+
 # -- through the CLI ----------------------------------------------------------------------------------------
 def fractions(toy: Toy) -> None:
     """Replace the toy's explicit split lists by fractions: the listing alone says what the tasks are."""
