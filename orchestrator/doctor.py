@@ -49,12 +49,7 @@ def checks(cfg: Config) -> Iterator[Check]:
         yield _base(cfg, repo, base)
         yield from _collect("target locks", lambda: check_ref_locks(repo) or [])  # a FAIL only when a lock is left
     if repo is not None and base is not None:
-        yield from _collect("target branch", lambda: _branch(cfg, repo))
-        tracked = tracked_files(repo, base)
-        yield from _collect("target editable", lambda: _editable(cfg, tracked))
-        agent = runner.agent_files() if runner is not None else []
-        yield from _collect("target agent", lambda: _agent_committed(cfg, agent, tracked))
-        yield from _collect("target files", lambda: _dirty(cfg, repo, agent))
+        yield from _on_base(cfg, repo, base, runner)
     splits = None
     if runner is None:
         yield broken
@@ -132,6 +127,18 @@ def _base(cfg: Config, repo: TargetRepo, base: str | None) -> Check:
         why = (f"{cfg.target.base!r} is not a branch or commit of {cfg.target.repo}; its branches: {_few(names)}; "
                "set target.base to the branch that holds the agent")
     return Check("target base", False, why, config=True)
+
+
+def _on_base(cfg: Config, repo: TargetRepo, base: str, runner: BenchmarkRunner | None) -> Iterator[Check]:
+    """The checks that need base's commit: the run's branch, and the files the night will and will not see."""
+    yield from _collect("target branch", lambda: _branch(cfg, repo))
+    tracked = yield from _attempt("target files", lambda: tracked_files(repo, base))
+    if tracked is None:
+        return
+    agent = yield from _attempt("target agent", lambda: runner.agent_files() if runner is not None else [])
+    yield from _collect("target editable", lambda: _editable(cfg, tracked))
+    yield from _collect("target agent", lambda: _agent_committed(cfg, agent or [], tracked))
+    yield from _collect("target files", lambda: _dirty(cfg, repo, agent or []))
 
 
 def _branch(cfg: Config, repo: TargetRepo) -> list[Check]:
