@@ -279,9 +279,8 @@ class HarborRunner(BenchmarkRunner):
         return argv + list(o.extra_args)
 
     def _agent_module_file(self) -> str:
-        """How the agent's module file shows in a traceback (e.g. `agent/harbor_agent.py`)."""
-        module = self.options.agent.partition(":")[0]
-        return module.replace(".", "/") + ".py" if module else ""
+        """How the agent's module file shows in a traceback (e.g. `agent/harbor_agent.py`); "" for a built-in."""
+        return next(iter(self.agent_files()), "")
 
     def run(self, agent_dir: Path, task_ids: list[str], *, traces_dir: Path | None) -> dict[str, TaskResult]:
         if not task_ids:
