@@ -136,9 +136,11 @@ def _on_base(cfg: Config, repo: TargetRepo, base: str, runner: BenchmarkRunner |
     if tracked is None:
         return
     agent = yield from _attempt("target agent", lambda: runner.agent_files() if runner is not None else [])
-    yield from _collect("target editable", lambda: _editable(cfg, tracked))
+    dirty = yield from _attempt("target files", lambda: dirty_paths(repo))
+    yield from _collect("target editable", lambda: _editable(cfg, tracked, dirty or []))
     yield from _collect("target agent", lambda: _agent_committed(cfg, agent or [], tracked))
-    yield from _collect("target files", lambda: _dirty(cfg, repo, agent or []))
+    if dirty is not None:
+        yield from _collect("target files", lambda: _dirty(cfg, dirty, agent or []))
 
 
 def _branch(cfg: Config, repo: TargetRepo) -> list[Check]:
@@ -164,9 +166,9 @@ def _baseline_recorded(cfg: Config) -> bool:
         store.close()
 
 
-def _editable(cfg: Config, tracked: list[str]) -> list[Check]:
+def _editable(cfg: Config, tracked: list[str], dirty: list[str]) -> list[Check]:
     """A glob that matches no file on base lets the coding agent add files only; none matching at all means
-    the guard rejects every proposal."""
+    the guard rejects every proposal, unless the files are there but not committed yet."""
     globs = cfg.target.editable
     idle = [g for g in globs if not any(is_editable(p, [g]) for p in tracked)]
     if not idle:
@@ -174,6 +176,9 @@ def _editable(cfg: Config, tracked: list[str]) -> list[Check]:
         return [Check("target editable", True, f"{', '.join(globs)}: {_n(n, 'tracked file')} on {cfg.target.base}")]
     folders = _code_folders(tracked)
     hint = f"; folders with code on {cfg.target.base}: {_few(folders)}" if folders else ""
+    if len(idle) == len(globs) and any(is_editable(p, globs) for p in dirty):
+        return [Check("target editable", False, f"{_globs(globs)} no file committed on {cfg.target.base} yet, only "
+                      f"uncommitted ones (see target files); commit them on {cfg.target.base}")]
     if len(idle) == len(globs):
         why = (f"{_globs(globs)} no file tracked on {cfg.target.base}: the guard would reject "
                f"every proposal; set target.editable to the agent's code{hint}")
@@ -199,9 +204,8 @@ def _agent_committed(cfg: Config, agent: list[str], tracked: list[str]) -> list[
     return [Check("target agent", True, f"{_few(agent)} committed on {cfg.target.base}")]
 
 
-def _dirty(cfg: Config, repo: TargetRepo, agent: list[str]) -> list[Check]:
+def _dirty(cfg: Config, dirty: list[str], agent: list[str]) -> list[Check]:
     """The night scores base's commit, never the working tree: uncommitted agent code is code it never sees."""
-    dirty = dirty_paths(repo)
     if not dirty:
         return [Check("target files", True, "no uncommitted changes")]
     runs = [p for p in dirty if is_editable(p, cfg.target.editable) or p in agent]

@@ -242,6 +242,8 @@ def test_an_uncommitted_starter_agent_fails(tmp_path):
         r"not committed on main: the benchmark loads the agent from there, so every task would fail; commit (it|them) "
         r"on main$", agent), agent
     assert "FAIL target files: 2 uncommitted changes to the agent's code" in out
+    assert ("FAIL target editable: 'agent/**' matches no file committed on main yet, only uncommitted ones (see "
+            "target files); commit them on main") in out
     git(target, "add", "agent")
     git(target, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "starter")
     out = run("doctor").stdout
