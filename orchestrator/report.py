@@ -425,18 +425,23 @@ def _best_steps(rows: list[IterationRecord], score: dict[int, float]) -> list[fl
     return steps
 
 
-def _zoom(ax: Any, values: list[float | None]) -> None:
+def _zoom(ax: Any, values: list[float | None], empty: str) -> None:
+    """The score axis around `values`; with none, no scale at all (it would read as a score of nothing)."""
     vals = [v for v in values if v is not None]
     if vals:
         lo, hi = min(vals), max(vals)
         span = max(hi - lo, 0.05)
         ax.set_ylim(lo - 0.15 * span, hi + 0.15 * span)
+    else:
+        ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", color="#777", fontsize=9)
+        ax.set_yticks([])
 
 
 def _val_panel(ax: Any, rows: list[IterationRecord], test: list[tuple[int, float]]) -> None:
     val = {r.n: r.val_score for r in rows if r.val_score is not None}
     steps = _best_steps(rows, val)
-    ax.step([r.n for r in rows], steps, where="post", color="#555", lw=1.5, label="best val so far")
+    if val:
+        ax.step([r.n for r in rows], steps, where="post", color="#555", lw=1.5, label="best val so far")
     for decision, marker in MARKERS.items():
         pts = [(r.n, r.val_score) for r in rows if r.decision == decision and r.val_score is not None]
         if pts:
@@ -448,7 +453,7 @@ def _val_panel(ax: Any, rows: list[IterationRecord], test: list[tuple[int, float
         for x, score in shifted:
             ax.annotate(f"test {score:.3f}", (x, score), xytext=(0, 7), textcoords="offset points", ha="center",
                         fontsize=8, color=COLOURS["test"])
-    _zoom(ax, [*steps, *val.values(), *(s for _, s in test)])
+    _zoom(ax, [*steps, *val.values(), *(s for _, s in test)], "no val score yet")
     ax.set_ylabel("val score")
 
 
@@ -460,7 +465,7 @@ def _train_panel(ax: Any, rows: list[IterationRecord], train: dict[int, float]) 
     pts = sorted(train.items())
     if pts:
         ax.scatter(*zip(*pts, strict=True), marker="o", s=30, color=COLOURS["train"], label="train", zorder=3)
-    _zoom(ax, [*steps, *train.values()])
+    _zoom(ax, [*steps, *train.values()], "no version has run all of train yet")
     ax.set_ylabel("train score")
 
 
