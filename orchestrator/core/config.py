@@ -48,8 +48,10 @@ def ref_name_problem(name: str) -> str | None:
     for part in ("..", "@{", "//"):
         if part in name:
             return f"it contains {part!r}"
-    if name.startswith("/") or name.endswith(("/", ".")):
-        return "it starts with '/' or ends with '/' or '.'"
+    if name.startswith("/"):
+        return "it starts with '/'"
+    if name.endswith(("/", ".")):
+        return f"it ends with {name[-1]!r}"
     for component in name.split("/"):
         if component.startswith(".") or component.endswith(".lock"):
             return f"the part {component!r} starts with '.' or ends with '.lock'"
