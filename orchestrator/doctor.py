@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -80,7 +80,7 @@ def _collect(label: str, make: Callable[[], Iterable[Check]]) -> Iterator[Check]
         yield _failed(label, exc)
 
 
-def _attempt(label: str, make: Callable[[], T]) -> Iterator[Check]:
+def _attempt(label: str, make: Callable[[], T]) -> Generator[Check, None, T | None]:
     """What `make` builds, or None and a FAIL line when it cannot be built (used as `x = yield from ...`)."""
     try:
         return make()
@@ -222,7 +222,7 @@ def _dirty(cfg: Config, dirty: list[str], agent: list[str]) -> list[Check]:
 
 
 # -- the benchmark ------------------------------------------------------------------------------------------
-def _listing_and_splits(cfg: Config, runner: BenchmarkRunner) -> Iterator[Check]:
+def _listing_and_splits(cfg: Config, runner: BenchmarkRunner) -> Generator[Check, None, Splits | None]:
     """The listing line by line, the split lists against it, and the splits a baseline would freeze (returned)."""
     try:
         tasks = check_ids(runner.tasks(), "the benchmark's task listing")
