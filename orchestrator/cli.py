@@ -146,7 +146,7 @@ def stop(ctx: typer.Context) -> None:
 
     With nothing running it says so, changes nothing and exits 0.
     """
-    from orchestrator.heartbeat import read
+    from orchestrator.heartbeat import read, unit
     from orchestrator.lock import holder
     cfg = _config(ctx)
     ws = Workspace(cfg.workspace)
@@ -160,15 +160,16 @@ def stop(ctx: typer.Context) -> None:
         if pid <= 0:  # it holds the lock but has not written its pid yet
             raise PermissionError
         os.kill(pid, signal.SIGTERM)
-        console.print(f"asked {who} (pid {pid}) to stop; it finishes its current iteration first "
-                      f"(up to {cfg.schedule.grace_s:g} s)", highlight=False, markup=False)
+        what = unit(hb.get("phase") if hb.get("pid") == pid else None)
+        console.print(f"asked {who} (pid {pid}) to stop; it finishes {what} first (up to {cfg.schedule.grace_s:g} s)",
+                      highlight=False, markup=False)
     except ProcessLookupError:
         console.print(f"no daemon is running on {ws.root} (pid {pid} just ended); nothing to stop",
                       highlight=False, markup=False)
     except PermissionError:  # not ours to signal: the STOP file asks it at its next iteration
         ws.stop_file.write_text("requested by `autoharness stop`\n")
-        console.print(f"cannot signal pid {pid}; wrote {ws.stop_file}: it stops before its next iteration",
-                      highlight=False, markup=False)
+        console.print(f"cannot signal {f'pid {pid}' if pid > 0 else 'the process holding the workspace'}; wrote "
+                      f"{ws.stop_file}: it stops before its next iteration", highlight=False, markup=False)
 
 
 @app.command()

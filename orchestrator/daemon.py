@@ -4,9 +4,11 @@ Without `schedule.start` it runs one session from now and exits. With a cron `st
 BlockingScheduler opens a window of `schedule.hours` at each fire time; inside it iterations run back to
 back (in the main thread: the DebugExecutor runs jobs where the scheduler runs, so signals reach them).
 
-Stopping: SIGTERM/SIGINT, `autoharness stop` (a STOP file) or the window's end let the current iteration
-finish; past `schedule.grace_s` it is cancelled (its worktree dropped, its children killed) and redone next
-time. A second signal cancels at once. SIGKILL loses nothing recorded: the next start reconciles.
+Stopping: SIGTERM/SIGINT (`autoharness stop` sends SIGTERM), a STOP file or the window's end let the current
+iteration finish; past `schedule.grace_s` it is cancelled (its worktree dropped, its children killed) and
+redone next time. The first signal says so on the console; a second one cancels at once. A cancel that a
+signal asked for makes the exit code 128 + that signal. SIGKILL loses nothing recorded: the next start
+reconciles. `run --once`, `baseline` and `report --final` hold the workspace the same way (`Daemon.attended`).
 """
 
 from __future__ import annotations
@@ -92,15 +94,15 @@ class Daemon:
     def _on_signal(self, signum: int, _frame: Any) -> None:
         sig = signal.Signals(signum)
         self._signals.append(sig)
-        unit = self._unit()
+        unit = heartbeat.unit(self.beat.state.get("phase"))
         if len(self._signals) > 1 and self.in_session:
             n = self.beat.state.get("iteration")
             self._say(f"cancelling {unit if unit != 'this iteration' else f'iteration {n}'} now")
             self._cancel_soon(f"second {sig.name}", 0)
-        elif self.in_session:
-            again = "Ctrl-C again" if sig is signal.SIGINT else f"another {sig.name}"
-            self._say(f"{'' if sig is signal.SIGINT else sig.name + ': '}stopping after {unit} "
-                      f"(up to {self.cfg.schedule.grace_s:g} s); {again} to cancel it now")
+        elif self.in_session:  # a terminal's user sees ^C; a SIGTERM is named
+            drain = f"stopping after {unit} (up to {self.cfg.schedule.grace_s:g} s)"
+            self._say(f"{drain}; Ctrl-C again to cancel it now" if sig is signal.SIGINT
+                      else f"{sig.name}: {drain}; a second signal cancels it now")
         else:
             self._say(f"{sig.name}: stopping (no work is running)")
         self.request_stop(sig.name)
@@ -120,12 +122,6 @@ class Daemon:
     def stopped_by(self) -> signal.Signals | None:
         """The signal of a stop asked for by a signal (`autoharness stop` sends SIGTERM), if that is the reason."""
         return self._signals[-1] if self._signals and self.stop_reason in {s.name for s in self._signals} else None
-
-    def _unit(self) -> str:
-        """What a stop now lets finish: this iteration, the baseline or the final test score."""
-        phase = str(self.beat.state.get("phase") or "")
-        return ("the baseline" if phase.startswith("baseline") else "the final test score"
-                if phase.startswith("final") else "this iteration")
 
     def _say(self, line: str) -> None:
         self.console.print(line, highlight=False, markup=False)

@@ -67,6 +67,13 @@ class Heartbeat:
         write_json(self.path, data)
 
 
+def unit(phase: str | None) -> str:
+    """What a stop asked for during `phase` lets finish: this iteration, the baseline or the final test score."""
+    phase = phase or ""
+    return ("the baseline" if phase.startswith("baseline") else "the final test score" if phase.startswith("final")
+            else "this iteration")
+
+
 def read(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())

@@ -174,7 +174,7 @@ def test_sigterm_past_grace_cancels_and_kills_children(tmp_path):
     assert sleepers
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 143, err  # 128 + SIGTERM: the iteration was cancelled, not finished
     assert "cancelled" in out
 
     def gone(pid: str) -> bool:

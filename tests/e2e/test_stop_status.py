@@ -164,3 +164,16 @@ def test_ctrl_c_twice_during_baseline_cancels_it_and_it_is_redone(queued):
     assert_consistent(toy)
     again = cli(toy, "baseline")
     assert again.stdout.startswith("baseline: val 0.250, train 2/6, test 0.3333, commit ")
+
+
+def test_status_after_a_night_that_ended_names_its_last_iteration(queued):
+    toy = queued
+    toy.config.write_text(toy.config.read_text() + "[loop]\nplateau = 2\n")
+    code, out, err = Running(toy, "run", sleep="0").finish()
+    assert code == 0, err
+    assert out[-1] == "stopped: plateau (2 rejections in a row)"
+    # The final test scored the best commit, iteration 1's; the night got as far as iteration 3.
+    text, data = status(toy)
+    assert (data["heartbeat"]["phase"], data["heartbeat"]["iteration"]) == ("stopped", 3)
+    assert data["final_test"] is not None
+    assert "phase stopped, iteration 3, for " in text
