@@ -30,6 +30,7 @@ from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.proc import run_process
+from orchestrator.core.words import count
 
 TESTED_VERSION = "0.24.0"
 STARTUP_S = 600.0            # dataset download and image builds before the first trial runs
@@ -350,7 +351,7 @@ class HarborRunner(BenchmarkRunner):
     def _tasks_check(self) -> Check:
         try:
             n = len(self.tasks())
-            return Check("harbor tasks", True, f"{n} task{'' if n == 1 else 's'}")
+            return Check("harbor tasks", True, count(n, 'task'))
         except ConfigError as exc:
             return Check("harbor tasks", False, str(exc), config=True)
 

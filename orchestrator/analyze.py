@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from orchestrator.core.words import count
 from orchestrator.store import StoredResult
 
 EXCERPT_CHARS = 600
@@ -26,11 +27,6 @@ EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s|:?$)")
 # Frames of Python itself (frozen modules, the standard library, installed packages): a crash is placed in
 # the caller's code when there is one.
 PYTHON_OWN = re.compile(r"^<frozen |/lib/python\d[\d.]*/")
-
-
-def count(n: int, noun: str) -> str:
-    """`1 task`, `2 tasks`."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 class Crash(NamedTuple):

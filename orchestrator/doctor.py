@@ -20,6 +20,7 @@ from orchestrator.core.config import Config
 from orchestrator.core.contracts import BenchmarkRunner, Check, TaskResult
 from orchestrator.core.errors import AutoharnessError, ConfigError
 from orchestrator.core.taskids import check_ids
+from orchestrator.core.words import count
 from orchestrator.core.workspace import Workspace
 from orchestrator.gitops import (
     TargetRepo,
@@ -97,10 +98,6 @@ def _build(cfg: Config) -> tuple[BenchmarkRunner | None, Check | None]:
         return None, _failed("benchmark", exc)
 
 
-def _n(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 def _them(items: list[str]) -> str:
     return "it" if len(items) == 1 else "them"
 
@@ -173,7 +170,7 @@ def _editable(cfg: Config, tracked: list[str], dirty: list[str]) -> list[Check]:
     idle = [g for g in globs if not any(is_editable(p, [g]) for p in tracked)]
     if not idle:
         n = sum(1 for p in tracked if is_editable(p, globs))
-        return [Check("target editable", True, f"{', '.join(globs)}: {_n(n, 'tracked file')} on {cfg.target.base}")]
+        return [Check("target editable", True, f"{', '.join(globs)}: {count(n, 'tracked file')} on {cfg.target.base}")]
     folders = _code_folders(tracked)
     hint = f"; folders with code on {cfg.target.base}: {_few(folders)}" if folders else ""
     if len(idle) == len(globs) and any(is_editable(p, globs) for p in dirty):
@@ -212,11 +209,11 @@ def _dirty(cfg: Config, dirty: list[str], agent: list[str]) -> list[Check]:
     others = [p for p in dirty if p not in runs]
     out = []
     if runs:
-        out.append(Check("target files", False, f"{_n(len(runs), 'uncommitted change')} to the agent's code: "
+        out.append(Check("target files", False, f"{count(len(runs), 'uncommitted change')} to the agent's code: "
                          f"{_few(runs)}; the night starts from {cfg.target.base}'s commit, not the working tree: "
                          f"commit {_them(runs)} on {cfg.target.base}"))
     if others:
-        out.append(Check("target files", False, f"{_n(len(others), 'uncommitted change')} outside the agent's "
+        out.append(Check("target files", False, f"{count(len(others), 'uncommitted change')} outside the agent's "
                          f"code: {_few(others)} (the night does not see {_them(others)})", fatal=False))
     return out
 
@@ -232,11 +229,11 @@ def _listing_and_splits(cfg: Config, runner: BenchmarkRunner) -> Generator[Check
     except Exception as exc:  # a user's runner with a bug: a line to read, not a traceback
         yield Check(LISTING, False, f"listing the tasks raised {type(exc).__name__}: {exc}")
         return None
-    yield Check(LISTING, True, f"{_n(len(tasks), 'task')} listed")
+    yield Check(LISTING, True, f"{count(len(tasks), 'task')} listed")
     split, known = cfg.benchmark.split, set(tasks)
     unknown = [t for name in SPLITS for t in getattr(split, name) if t not in known] if split.explicit else []
     if unknown:
-        yield Check("benchmark split", False, f"{_n(len(unknown), 'task')} in benchmark.split not listed by the "
+        yield Check("benchmark split", False, f"{count(len(unknown), 'task')} in benchmark.split not listed by the "
                     f"benchmark: {_few(unknown)}; baseline would refuse {_them(unknown)}: fix the lists or the listing",
                     config=True)
         return None

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.analyze import count
 from orchestrator.console import ProgressFn as Progress
 from orchestrator.core.cancel import Cancellation
 from orchestrator.core.config import BenchmarkConfig
 from orchestrator.core.contracts import BenchmarkRunner, TaskResult
 from orchestrator.core.errors import BenchmarkChanged, BenchmarkFailed
+from orchestrator.core.words import count
 from orchestrator.guard import is_editable
 from orchestrator.store import Store, StoredResult
 

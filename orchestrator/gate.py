@@ -17,6 +17,7 @@ from orchestrator import guard, paired
 from orchestrator.core.config import GateConfig
 from orchestrator.core.errors import Rejected, Stage
 from orchestrator.core.gittree import CannotTake
+from orchestrator.core.words import count
 from orchestrator.core.workspace import atomic_write
 from orchestrator.evaluate import Outcome, StopRule, Timer
 from orchestrator.stats import Noise
@@ -135,7 +136,7 @@ def judge(ctx: RunContext, work: Workdir, best: IterationRecord, suite: Suite, t
     why = guard.check(changes, work.store, ctx.cfg.target.editable, ctx.splits.held_out(), list(ctx.scrubber.secrets))
     if why:
         raise verdict.reject(Stage.GUARD, why)
-    verdict.passed(Stage.GUARD, f"{len(changes)} file{'' if len(changes) == 1 else 's'}, all editable")
+    verdict.passed(Stage.GUARD, f"{count(len(changes), 'file')}, all editable")
     verdict.tree, verdict.code_hash = tree, ctx.hash_of(work.store, tree)
     scored = work.score(tree)
     noisy = is_noisy(ctx)

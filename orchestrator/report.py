@@ -26,6 +26,7 @@ from typing import Any
 from orchestrator.core.config import BackendSection, GateConfig, TargetConfig
 from orchestrator.core.errors import AutoharnessError, ConfigError
 from orchestrator.core.scrub import Scrubber, redact
+from orchestrator.core.words import count
 from orchestrator.core.workspace import Workspace, atomic_write
 from orchestrator.gate import describe_noise
 from orchestrator.gitops import TargetRepo
@@ -73,12 +74,7 @@ def paired_gain(final: dict[str, Any]) -> str:
     """The final test's gain over the baseline, paired by task, with its 95% interval (`final_test` holds
     them when the baseline scored test)."""
     return (f"{final['diff']:+.3f}, 95% CI {final['low']:+.3f} .. {final['high']:+.3f}, "
-            f"paired over {_n(final['paired'], 'task')}")
-
-
-def _n(count: int, noun: str) -> str:
-    """`1 task`, `2 tasks`."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+            f"paired over {count(final['paired'], 'task')}")
 
 
 def load(ws: Workspace, gate: GateConfig) -> ReportData:
@@ -199,10 +195,10 @@ class Page:
                            + ("" if self.d.best_remeasured is None else
                               f" <span class=\"muted\">(re-measured since: {_f(self.d.best_remeasured)})</span>")),
             ("test (held out)", test),
-            ("decisions", f"{_n(len(self.proposals), 'proposal')}: "
+            ("decisions", f"{count(len(self.proposals), 'proposal')}: "
                           f"<span class=\"accepted\">{n['accepted']} accepted</span>, "
                           f"<span class=\"rejected\">{n['rejected']} rejected</span>, "
-                          f"<span class=\"error\">{_n(n['error'], 'error')}</span>"),
+                          f"<span class=\"error\">{count(n['error'], 'error')}</span>"),
             ("spend", self.spend_text()),
             ("sandbox", _sandbox_text(self.d.sandbox)),
         ]
@@ -228,7 +224,7 @@ class Page:
         if self.budget_usd is not None:
             text += f" of ${self.budget_usd:.2f}"
         if self.unknown_cost():
-            text += (f"<br><span class=\"warn\">+ {_n(self.unknown_cost(), 'proposal')} of unknown cost "
+            text += (f"<br><span class=\"warn\">+ {count(self.unknown_cost(), 'proposal')} of unknown cost "
                      f"(not counted)</span>")
         return text
 
@@ -353,7 +349,7 @@ class Page:
                 f"<span class=\"rejected\">down: {names['down']}</span></p>" if flipped else "")
         p = gate.get("paired")
         if p:
-            text += (f"<p class=\"muted\">paired over {_n(p['tasks'], 'task')}: {p['diff']:+.4f}, lower bound "
+            text += (f"<p class=\"muted\">paired over {count(p['tasks'], 'task')}: {p['diff']:+.4f}, lower bound "
                      f"{p['lower']:+.4f}, p = {p['p']:.3f}, {p['rounds']} rounds"
                      + (", stopped early" if p.get("stopped_early") else "") + "</p>")
         return text
@@ -369,7 +365,7 @@ class Page:
                    "hunk" if ln.startswith("@@") else "")
             lines.append(f"<span class=\"{cls}\">{self.esc(ln)}</span>" if cls else self.esc(ln))
         more = "<p class=\"warn\">diff truncated; see diff.patch in the iteration's folder</p>" if cut else ""
-        return (f"<details><summary>diff ({_n(files, 'file')}, {_n(len(lines), 'line')})</summary>"
+        return (f"<details><summary>diff ({count(files, 'file')}, {count(len(lines), 'line')})</summary>"
                 f"<pre class=\"diff\">{chr(10).join(lines)}</pre>{more}</details>")
 
     # -- events ----------------------------------------------------------------------------------------

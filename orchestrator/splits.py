@@ -7,10 +7,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.analyze import count
 from orchestrator.core.config import SplitConfig
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.taskids import check_ids
+from orchestrator.core.words import count
 from orchestrator.core.workspace import write_json
 
 SPLITS = ("train", "val", "test")
