@@ -104,7 +104,7 @@ class Daemon:
             self._say(f"{drain}; Ctrl-C again to cancel it now" if sig is signal.SIGINT
                       else f"{sig.name}: {drain}; a second signal cancels it now")
         else:
-            self._say(f"{sig.name}: stopping (no work is running)")
+            self._say(f"{sig.name}: stopping (no iteration is running)")
         self.request_stop(sig.name)
 
     def request_stop(self, reason: str) -> None:
@@ -148,7 +148,10 @@ class Daemon:
         """The workspace lock, the signal policy and the heartbeat, for this process's life on the workspace."""
         lock = WorkspaceLock(self.cfg.workspace / "run.lock").acquire()
         self._previous_beat = heartbeat.read(self.cfg.workspace / "heartbeat.json")
-        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        # Installed for the rest of the process: a late signal, while it exits, must not end it with a
+        # traceback (a KeyboardInterrupt in the interpreter's shutdown) or another exit code.
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, self._on_signal)
         self.beat.start()
         try:
             yield
@@ -157,8 +160,6 @@ class Daemon:
             raise
         finally:
             self.beat.stop(self.end_reason)
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
             (self.cfg.workspace / "STOP").unlink(missing_ok=True)  # a STOP stops this process, not the next
             lock.release()
 
