@@ -32,7 +32,7 @@ from orchestrator.console import progress_bars
 from orchestrator.core import proc
 from orchestrator.core.cancel import Cancellation
 from orchestrator.core.config import Config
-from orchestrator.core.errors import Cancelled, ConfigError
+from orchestrator.core.errors import AutoharnessError, Cancelled, ConfigError
 from orchestrator.driver import Driver
 from orchestrator.lock import WorkspaceLock
 from orchestrator.logs import configure_logging
@@ -248,8 +248,11 @@ class Daemon:
                     else:
                         reason = f"error: {type(exc).__name__}: {exc}"[:300]
                         store.event("error", reason)
-                        # A bad config's one line is the command's; the log file keeps it too.
-                        (self.log.info if isinstance(exc, ConfigError) else self.log.error)("session_error", error=reason)
+                        # Our own error is the command's one line when no schedule runs the night (or a bad
+                        # config's, always); the log file keeps it too.
+                        told = isinstance(exc, ConfigError) or (isinstance(exc, AutoharnessError)
+                                                                and not self.cfg.schedule.start)
+                        (self.log.info if told else self.log.error)("session_error", error=reason)
                         self.notifier.error(f"autoharness stopped on an error: {type(exc).__name__}: {exc}")
                         raise
                 night = NightSummary.from_store(store, stop_reason=reason, budget_usd=self.cfg.loop.budget_usd,

@@ -74,12 +74,12 @@ def set_modes(toy: Toy, **modes: object) -> None:
 
 
 def refusal(toy: Toy, *args: str) -> str:
-    """The paragraph a refused command prints: one line on stderr (the last, for the daemon, whose log adds
-    its own), exit code 1, no baseline recorded, the backend never called."""
+    """The paragraph a refused command prints: one line on stderr, exit code 1, no baseline recorded, the
+    backend never called."""
     res = cli(toy, *args, check=False)
     assert res.returncode == 1, res.stdout + res.stderr
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 or args == ("run",), res.stderr
+    assert len(lines) == 1, res.stderr
     assert lines[-1].startswith("error: baseline refused: "), res.stderr
     db = sqlite3.connect(toy.workspace / "state.db")
     assert db.execute("SELECT COUNT(*) FROM iterations").fetchone()[0] == 0
