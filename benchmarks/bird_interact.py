@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from benchmarks import containment
 from benchmarks.containment import conflict_result
-from benchmarks.shims import agent_module_file, provider_key, resolve_python, run_shim, tail
+from benchmarks.shims import agent_check, agent_module_file, provider_key, resolve_python, run_shim, tail
 from benchmarks.starters import STARTERS
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
@@ -229,11 +229,7 @@ class BirdInteractRunner(BenchmarkRunner):
         return checks
 
     def _agent_check(self) -> Check:
-        try:
-            path = agent_module_file(self.options.agent, cls="none")
-        except ConfigError as exc:
-            return Check("bird-interact agent", False, str(exc), config=True)
-        return Check("bird-interact agent", True, f"{self.options.agent} from {path} of the target")
+        return agent_check("bird-interact agent", self.options.agent, cls="none")
 
     def _service_checks(self) -> list[Check]:
         checks = []

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from benchmarks.containment import private_dir
-from benchmarks.shims import agent_module_file, default_venv, provider_key, tail
+from benchmarks.shims import agent_check, agent_module_file, default_venv, provider_key, tail
 from benchmarks.starters import STARTERS
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
@@ -362,11 +362,7 @@ class HarborRunner(BenchmarkRunner):
     def _agent_check(self) -> Check:
         if self._builtin_agent():
             return Check("harbor agent", True, f"{self.options.agent} (one of harbor's own agents)")
-        try:
-            path = agent_module_file(self.options.agent, cls="required")
-        except ConfigError as exc:
-            return Check("harbor agent", False, str(exc), config=True)
-        return Check("harbor agent", True, f"{self.options.agent} from {path} of the target")
+        return agent_check("harbor agent", self.options.agent, cls="required")
 
     def _environment_checks(self) -> list[Check]:
         kind = self.options.environment

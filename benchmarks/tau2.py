@@ -20,7 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from benchmarks import containment
 from benchmarks.containment import conflict_result
-from benchmarks.shims import ShimRun, agent_module_file, provider_key, resolve_python, run_shim, tail
+from benchmarks.shims import (
+    ShimRun,
+    agent_check,
+    agent_module_file,
+    provider_key,
+    resolve_python,
+    run_shim,
+    tail,
+)
 from benchmarks.starters import STARTERS
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
@@ -270,11 +278,7 @@ class Tau2Runner(BenchmarkRunner):
         return checks
 
     def _agent_check(self) -> Check:
-        try:
-            path = agent_module_file(self.options.agent, cls="optional")
-        except ConfigError as exc:
-            return Check("tau2 agent", False, str(exc), config=True)
-        return Check("tau2 agent", True, f"{self.options.agent} from {path} of the target")
+        return agent_check("tau2 agent", self.options.agent, cls="optional")
 
     def _model_checks(self) -> list[Check]:
         env = {**os.environ, **self.options.env}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from benchmarks.containment import Reports, new_token, task_space
+from orchestrator.core.contracts import Check
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.jsonl import parse_json_line
 from orchestrator.core.proc import ProcResult, run_process
@@ -146,6 +147,15 @@ def agent_module_file(spec: str, *, cls: Literal["required", "optional", "none"]
     if not _DOTTED.fullmatch(module) or bad_class:
         raise ConfigError(f"{key}: {spec!r} is not {form}")
     return module.replace(".", "/") + ".py"
+
+
+def agent_check(label: str, spec: str, *, cls: Literal["required", "optional", "none"]) -> Check:
+    """doctor's line for the agent module a runner's options name."""
+    try:
+        path = agent_module_file(spec, cls=cls)
+    except ConfigError as exc:
+        return Check(label, False, str(exc), config=True)
+    return Check(label, True, f"{spec} from {path} of the target")
 
 
 def tail(text: str, n: int = 1500) -> str:
