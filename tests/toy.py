@@ -77,6 +77,20 @@ for task_id in os.environ["AUTOHARNESS_TASK_IDS"].split(","):
 '''
 
 
+# The start of a stand-in benchmark of the toy's tasks (tasks.json beside it) that misbehaves on purpose: it
+# lists the tasks, reads the result token, and leaves the task's id in `task` for what follows.
+STAND_IN = r'''
+import json, os, sys
+from pathlib import Path
+
+tasks = json.loads((Path(__file__).parent / "tasks.json").read_text())
+if os.environ.get("AUTOHARNESS_LIST_TASKS"):
+    print("\n".join(tasks))
+    sys.exit(0)
+token = sys.stdin.readline().strip() if os.environ.get("AUTOHARNESS_RESULT_TOKEN") == "stdin" else None
+task = os.environ["AUTOHARNESS_TASK_IDS"]
+'''
+
 # The toy project most loop tests share: each task needs one skill; the agent starts knowing alpha.
 TASKS = {
     "tr-alpha-0": "alpha", "tr-beta-1": "beta", "tr-gamma-2": "gamma", "tr-alpha-3": "alpha", "tr-beta-4": "beta",

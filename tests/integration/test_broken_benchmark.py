@@ -15,21 +15,11 @@ from orchestrator.core.config import BenchmarkConfig
 from orchestrator.core.contracts import BenchmarkRunner, TaskResult
 from orchestrator.evaluate import Evaluator
 from orchestrator.store import Store
-from tests.toy import SPLIT, TASKS, Toy, cli, make_toy
+from tests.toy import SPLIT, STAND_IN, TASKS, Toy, cli, make_toy
 
 # The toy's tasks, each done as MODES says for its split (by the id's prefix): "crash" (a Python traceback),
 # "garbage" (no result line), "ok" (reward 1), or any other value printed as the reward.
-BROKEN = r'''
-import json, os, sys
-from pathlib import Path
-
-tasks = json.loads((Path(__file__).parent / "tasks.json").read_text())
-if os.environ.get("AUTOHARNESS_LIST_TASKS"):
-    print("\n".join(tasks))
-    sys.exit(0)
-token = sys.stdin.readline().strip() if os.environ.get("AUTOHARNESS_RESULT_TOKEN") == "stdin" else None
-task = os.environ["AUTOHARNESS_TASK_IDS"]
-MODES = {modes!r}
+BROKEN = STAND_IN + r'''MODES = {modes!r}
 
 
 def lookup_order(orders, order_id):

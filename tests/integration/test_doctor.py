@@ -13,20 +13,10 @@ import pytest
 
 from benchmarks.command import CommandRunner
 from orchestrator.core.contracts import TaskResult
-from tests.toy import REPO, SPLIT, TASKS, Toy, cli, git, make_toy, skills_file
+from tests.toy import REPO, SPLIT, STAND_IN, TASKS, Toy, cli, git, make_toy, skills_file
 
 # A benchmark that lists the toy's tasks and does, for every task, what MODE says.
-BROKEN = r'''
-import json, os, sys
-from pathlib import Path
-
-tasks = json.loads((Path(__file__).parent / "tasks.json").read_text())
-if os.environ.get("AUTOHARNESS_LIST_TASKS"):
-    print("\n".join(tasks))
-    sys.exit(0)
-token = sys.stdin.readline().strip() if os.environ.get("AUTOHARNESS_RESULT_TOKEN") == "stdin" else None
-task = os.environ["AUTOHARNESS_TASK_IDS"]
-
+BROKEN = STAND_IN + r'''
 
 def score(task):
     return 1 / 0
