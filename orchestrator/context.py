@@ -20,7 +20,7 @@ from orchestrator.core.gittree import ObjectStore
 from orchestrator.core.scrub import Scrubber
 from orchestrator.core.workspace import Workspace
 from orchestrator.evaluate import Evaluator, Progress, code_hash
-from orchestrator.gitops import TargetRepo, check_ref_locks
+from orchestrator.gitops import TargetRepo
 from orchestrator.logs import Phases
 from orchestrator.splits import Splits, load_or_freeze, make_splits
 from orchestrator.store import Store
@@ -37,7 +37,7 @@ class RunContext:
         self.ws = Workspace(self.cfg.workspace).ensure()
         self.store = Store(self.ws.db)
         self.repo = TargetRepo(self.cfg.target.repo, self.cfg.target.base, self.cfg.target.branch)
-        check_ref_locks(self.repo)
+        self.repo.check_ref_locks()
         self.runner: BenchmarkRunner = registry.load("benchmark", self.cfg.benchmark.kind)(
             self.cfg.benchmark, self.cfg.config_dir)
         _ = self.agent  # built now, so a bad backend table is one line before any work, not after the baseline

@@ -22,21 +22,14 @@ from orchestrator.core.errors import AutoharnessError, ConfigError
 from orchestrator.core.taskids import check_ids
 from orchestrator.core.words import count
 from orchestrator.core.workspace import Workspace
-from orchestrator.gitops import (
-    TargetRepo,
-    branch_conflict,
-    branches,
-    check_ref_locks,
-    dirty_paths,
-    tracked_files,
-)
+from orchestrator.gitops import TargetRepo, tracked_files
 from orchestrator.guard import is_editable
 from orchestrator.report import recorded_noise
 from orchestrator.splits import SPLITS, Splits, load_or_freeze, make_splits
 from orchestrator.store import Store
 
 TRIAL_LIMIT_S = 300.0  # doctor waits at most this long for its one task (less when task_timeout_s is less)
-LISTING = "benchmark tasks"  # doctor's own listing line; the command runner's check() lists under this name too
+LISTING = "benchmark tasks"  # the listing checked id by id, for every runner
 T = TypeVar("T")
 
 
@@ -48,7 +41,7 @@ def checks(cfg: Config) -> Iterator[Check]:
     if repo is not None:
         base = repo.sha(cfg.target.base)
         yield _base(cfg, repo, base)
-        yield from _collect("target locks", lambda: check_ref_locks(repo) or [])  # a FAIL only when a lock is left
+        yield from _collect("target locks", lambda: repo.check_ref_locks() or [])  # a FAIL only when a lock is left
     if repo is not None and base is not None:
         yield from _on_base(cfg, repo, base, runner)
     splits = None
@@ -56,7 +49,7 @@ def checks(cfg: Config) -> Iterator[Check]:
         yield broken
     else:
         splits = yield from _listing_and_splits(cfg, runner)
-        yield from _collect("benchmark", lambda: [c for c in runner.check() if c.name != LISTING])
+        yield from _collect("benchmark", runner.check)
     yield from _collect("backend", lambda: build_agent(cfg.backend, cfg.config_dir).check())
     yield from _collect("sandbox", lambda: _sandbox(cfg))
     yield from _collect("benchmark trial", lambda: _trial(cfg, repo, base, runner, splits))
@@ -116,7 +109,7 @@ def _base(cfg: Config, repo: TargetRepo, base: str | None) -> Check:
     where = f"{cfg.target.base} in {cfg.target.repo}"
     if base is not None:
         return Check("target base", True, f"{where} at {base[:12]}")
-    names = branches(repo)
+    names = repo.branches()
     if not names:
         why = (f"{cfg.target.repo} has no commits yet; commit the agent's code (on {cfg.target.base}) "
                "before the night: a run starts from target.base's commit")
@@ -129,11 +122,11 @@ def _base(cfg: Config, repo: TargetRepo, base: str | None) -> Check:
 def _on_base(cfg: Config, repo: TargetRepo, base: str, runner: BenchmarkRunner | None) -> Iterator[Check]:
     """The checks that need base's commit: the run's branch, and the files the night will and will not see."""
     yield from _collect("target branch", lambda: _branch(cfg, repo))
-    tracked = yield from _attempt("target files", lambda: tracked_files(repo, base))
+    tracked = yield from _attempt("target files", lambda: tracked_files(repo.path, base))
     if tracked is None:
         return
     agent = yield from _attempt("target agent", lambda: runner.agent_files() if runner is not None else [])
-    dirty = yield from _attempt("target files", lambda: dirty_paths(repo))
+    dirty = yield from _attempt("target files", lambda: repo.dirty_paths())
     yield from _collect("target editable", lambda: _editable(cfg, tracked, dirty or []))
     yield from _collect("target agent", lambda: _agent_committed(cfg, agent or [], tracked))
     if dirty is not None:
@@ -144,7 +137,7 @@ def _branch(cfg: Config, repo: TargetRepo) -> list[Check]:
     """The refusal `baseline` would meet on a fresh workspace; a workspace with a baseline owns its branch."""
     if _baseline_recorded(cfg):
         return [Check("target branch", True, f"{cfg.target.branch} (this workspace's run)")]
-    refusal = branch_conflict(repo)
+    refusal = repo.branch_conflict()
     if refusal is not None:
         return [Check("target branch", False, f"baseline would refuse: {refusal}", config=True)]
     exists = repo.sha(f"refs/heads/{cfg.target.branch}") is not None
@@ -194,7 +187,8 @@ def _agent_committed(cfg: Config, agent: list[str], tracked: list[str]) -> list[
     """The benchmark loads these from base's commit: missing there, every task fails to load the agent."""
     if not agent:
         return []
-    missing = [p for p in agent if p not in set(tracked)]
+    committed = set(tracked)
+    missing = [p for p in agent if p not in committed]
     if missing:
         return [Check("target agent", False, f"{_few(missing)} not committed on {cfg.target.base}: the benchmark "
                       f"loads the agent from there, so every task would fail; commit {_them(missing)} on {cfg.target.base}")]

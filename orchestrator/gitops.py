@@ -113,7 +113,7 @@ class TargetRepo:
         if tip is None:
             self._git("update-ref", f"refs/heads/{self.branch}", base, "")
             return base
-        refusal = branch_conflict(self)
+        refusal = self.branch_conflict()
         if refusal is not None:
             raise ConfigError(refusal)
         return tip
@@ -243,49 +243,40 @@ class TargetRepo:
     def log(self, limit: int = 50) -> str:
         return self._git("log", "--oneline", f"-{limit}", f"refs/heads/{self.branch}")
 
+    # -- what a fresh run would find here (`ensure_branch`, and `doctor` before the night) --------------
+    def branch_conflict(self) -> str | None:
+        """Why a fresh run cannot start `branch`: it exists with commits not on base; None when it is free."""
+        tip = self.sha(f"refs/heads/{self.branch}")
+        if tip is None or tip == self.sha(self.base):
+            return None
+        return (f"target.branch: {self.branch!r} already exists in {self.path} with commits not on "
+                f"{self.base!r} (an earlier run?); delete it, or choose another target.branch")
 
-# -- what a fresh run would find in the target (`ensure_branch`, and `doctor` before the night) -------------
-def branch_conflict(repo: TargetRepo) -> str | None:
-    """Why a fresh run cannot start `repo.branch`: it exists with commits not on base; None when it is free."""
-    tip = repo.sha(f"refs/heads/{repo.branch}")
-    if tip is None or tip == repo.sha(repo.base):
-        return None
-    return (f"target.branch: {repo.branch!r} already exists in {repo.path} with commits not on "
-            f"{repo.base!r} (an earlier run?); delete it, or choose another target.branch")
+    def branches(self) -> list[str]:
+        """The local branch names."""
+        return sorted(ref.removeprefix("refs/heads/") for ref in self.refs() if ref.startswith("refs/heads/"))
 
+    def dirty_paths(self) -> list[str]:
+        """Paths of the working tree that differ from its HEAD: changed, staged, deleted, or untracked and not
+        ignored. Read without taking git's optional locks, so not even the index is rewritten."""
+        if self._git("rev-parse", "--is-inside-work-tree", check=False) != "true":
+            return []
+        out = git("--no-optional-locks", "status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=all",
+                  cwd=self.path).stdout
+        return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
 
-def branches(repo: TargetRepo) -> list[str]:
-    """The target's local branch names."""
-    return sorted(ref.removeprefix("refs/heads/") for ref in repo.refs() if ref.startswith("refs/heads/"))
-
-
-def tracked_files(repo: TargetRepo, rev: str) -> list[str]:
-    """Every file path in the tree of `rev`."""
-    out = git("ls-tree", "-r", "-z", "--name-only", "--full-tree", f"{rev}^{{tree}}", cwd=repo.path).stdout
-    return [p for p in out.split("\0") if p]
-
-
-def dirty_paths(repo: TargetRepo) -> list[str]:
-    """Paths of the target's working tree that differ from its HEAD: changed, staged, deleted, or untracked and
-    not ignored. Read without taking git's optional locks, so not even the index is rewritten."""
-    if repo._git("rev-parse", "--is-inside-work-tree", check=False) != "true":
-        return []
-    out = git("--no-optional-locks", "status", "--porcelain=v1", "-z", "--no-renames", "--untracked-files=all",
-              cwd=repo.path).stdout
-    return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
-
-
-# -- git's own lock files in the target ---------------------------------------------------------------------
-def stale_ref_locks(repo: TargetRepo) -> list[Path]:
-    """Lock files git left on the refs a run writes (its branch, its best tag, packed refs): with one there, git
-    refuses to move that ref. The target's HEAD and index are never written, so their locks do not matter."""
-    names = [f"refs/heads/{repo.branch}", f"refs/tags/{repo.best_tag}", "packed-refs"]
-    return [lock for name in names if (lock := repo.common_dir / f"{name}.lock").exists()]
+    def check_ref_locks(self) -> None:
+        """Refuse to start on a lock git left on a ref a run writes (its branch, its best tag, packed refs): git
+        would refuse to move that ref. One line naming it, before any ref moves. The target's HEAD and index
+        are never written, so their locks do not matter."""
+        names = [f"refs/heads/{self.branch}", f"refs/tags/{self.best_tag}", "packed-refs"]
+        locks = [lock for name in names if (lock := self.common_dir / f"{name}.lock").exists()]
+        if locks:
+            raise ConfigError(f"target.repo: {locks[0]} exists (git left it, or a git process is still running in "
+                              f"{self.path}); remove it if no git process is running")
 
 
-def check_ref_locks(repo: TargetRepo) -> None:
-    """Refuse to start on a lock git left behind: one line naming it, before any ref moves."""
-    locks = stale_ref_locks(repo)
-    if locks:
-        raise ConfigError(f"target.repo: {locks[0]} exists (git left it, or a git process is still running in "
-                          f"{repo.path}); remove it if no git process is running")
+def tracked_files(repo: Path, rev: str) -> list[str]:
+    """Every file path in the tree of `rev` in the repo at `repo`; none when `rev` has no tree."""
+    res = git("ls-tree", "-r", "-z", "--name-only", "--full-tree", f"{rev}^{{tree}}", cwd=repo, check=False)
+    return [p for p in res.stdout.split("\0") if p] if res.ok else []

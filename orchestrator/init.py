@@ -25,6 +25,7 @@ from orchestrator.core.config import (
 from orchestrator.core.contracts import Starter
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.proc import git
+from orchestrator.gitops import tracked_files
 
 HEADER = '# autoharness config, written by `autoharness init`. Reference: README.md, section "Config".\n'
 # What `editable` says when init finds no code: a glob that matches nothing, which doctor fails on.
@@ -170,7 +171,7 @@ def infer(repo: Path, base: str, starter: Starter, *, config_dir: Path) -> Edita
     """The folders that hold the agent's code on `base` (its top-level folders with source files, leaving out
     tests, docs, hidden, vendored and benchmark folders and the files the benchmark's options name), else
     the top-level source files; plus, for a named benchmark, the folder of the starter agent init writes."""
-    tracked = _tracked(repo, base)
+    tracked = tracked_files(repo, base)
     found = code_globs(tracked, _benchmark_paths(repo, starter, config_dir))
     in_folders = any("/" in g for g in found)
     what = ("the folders holding tracked code" if in_folders else "the code files tracked at the top level") + f" on {base}"
@@ -201,12 +202,6 @@ def code_globs(tracked: list[str], avoid: Sequence[str] = ()) -> list[str]:
     if nested:
         return _cover(nested, [p for p in tracked if _under(p, avoid)])
     return [p for p in code if "/" not in p]
-
-
-def _tracked(repo: Path, base: str) -> list[str]:
-    """The file paths on `base`; none when it has no commit yet."""
-    res = git("ls-tree", "-r", "-z", "--name-only", "--full-tree", f"{base}^{{tree}}", cwd=repo, check=False)
-    return [p for p in res.stdout.split("\0") if p] if res.ok else []
 
 
 def _is_code(path: str) -> bool:

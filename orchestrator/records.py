@@ -17,7 +17,7 @@ def public_reason(r: IterationRecord) -> str:
         return "kept: it improved the held-out validation score"
     if r.stage in PUBLIC_REASON:
         return f"rejected by the {r.stage} gate: {PUBLIC_REASON[r.stage]}"
-    return f"{r.stage}: {r.reason}" if r.stage else r.reason
+    return r.staged_reason()
 
 
 def _outcome(r: IterationRecord) -> str:
