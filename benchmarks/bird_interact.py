@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from benchmarks import containment
 from benchmarks.containment import conflict_result
-from benchmarks.shims import agent_check, agent_module_file, provider_key, resolve_python, run_shim, tail
+from benchmarks.shims import agent_check, agent_paths, provider_key, resolve_python, run_shim, tail
 from benchmarks.starters import STARTERS
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
@@ -189,10 +189,7 @@ class BirdInteractRunner(BenchmarkRunner):
 
     def agent_files(self) -> list[str]:
         """The module of `options.agent` (e.g. agent/bird_agent.py): what the shim imports from the worktree."""
-        try:
-            return [agent_module_file(self.options.agent, cls="none")]
-        except ConfigError:
-            return []
+        return agent_paths(self.options.agent, cls="none")
 
     def check(self) -> list[Check]:
         """Every independent thing a run needs, each on its own line: a missing checkout hides nothing else."""

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from benchmarks.containment import private_dir
-from benchmarks.shims import agent_check, agent_module_file, default_venv, provider_key, tail
+from benchmarks.shims import agent_check, agent_paths, default_venv, provider_key, tail
 from benchmarks.starters import STARTERS
 from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
@@ -154,8 +154,8 @@ def verifier_failures(verifier_dir: Path, reward: float) -> str:
     names = [name.split("::", 1)[-1] for name, _ in failed]
     shown = ", ".join(names[:MAX_NAMED_TESTS]) + (f" and {len(names) - MAX_NAMED_TESTS} more"
                                                   if len(names) > MAX_NAMED_TESTS else "")
-    count = f"{len(failed)} of {total}" if total else str(len(failed))
-    first = f"verifier: {count} test{'' if (total or len(failed)) == 1 else 's'} failed: {shown}"
+    tally = f"{len(failed)} of {total}" if total else str(len(failed))
+    first = f"verifier: {tally} test{'' if (total or len(failed)) == 1 else 's'} failed: {shown}"
     return "\n".join([first, *(f"{name}: {why}" for name, (_, why) in zip(names, failed, strict=True) if why)])
 
 
@@ -316,10 +316,7 @@ class HarborRunner(BenchmarkRunner):
         """The module of `options.agent` when it is an import path; none for one of harbor's built-in agents."""
         if self._builtin_agent():
             return []
-        try:
-            return [agent_module_file(self.options.agent, cls="required")]
-        except ConfigError:
-            return []
+        return agent_paths(self.options.agent, cls="required")
 
     def check(self) -> list[Check]:
         """Every independent thing a run needs, each on its own line: a missing harbor hides nothing else."""

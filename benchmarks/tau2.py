@@ -23,7 +23,7 @@ from benchmarks.containment import conflict_result
 from benchmarks.shims import (
     ShimRun,
     agent_check,
-    agent_module_file,
+    agent_paths,
     provider_key,
     resolve_python,
     run_shim,
@@ -242,10 +242,7 @@ class Tau2Runner(BenchmarkRunner):
     # -- doctor
     def agent_files(self) -> list[str]:
         """The module of `options.agent` (e.g. agent/tau2_agent.py): what the shim imports from the worktree."""
-        try:
-            return [agent_module_file(self.options.agent, cls="optional")]
-        except ConfigError:
-            return []
+        return agent_paths(self.options.agent, cls="optional")
 
     def check(self) -> list[Check]:
         """Every independent thing a run needs, each on its own line: a missing environment hides nothing."""

@@ -149,6 +149,15 @@ def agent_module_file(spec: str, *, cls: Literal["required", "optional", "none"]
     return module.replace(".", "/") + ".py"
 
 
+def agent_paths(spec: str, *, cls: Literal["required", "optional", "none"]) -> list[str]:
+    """A runner's `agent_files()`: the module's file, or none when `spec` is malformed (doctor's agent line
+    says so)."""
+    try:
+        return [agent_module_file(spec, cls=cls)]
+    except ConfigError:
+        return []
+
+
 def agent_check(label: str, spec: str, *, cls: Literal["required", "optional", "none"]) -> Check:
     """doctor's line for the agent module a runner's options name."""
     try:
