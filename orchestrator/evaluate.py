@@ -33,7 +33,7 @@ def code_hash(entries: list[tuple[str, str]], editable: list[str], bench: Benchm
     (caches, bytecode) neither change it nor get benchmarked under it.
     """
     h = hashlib.sha256()
-    h.update(bench.model_dump_json(exclude={"split", "concurrency"}).encode())
+    h.update(bench.model_dump_json(exclude={"split", "concurrency", "executor", "address"}).encode())
     for path, blob in sorted(entries):
         if is_editable(path, editable):
             h.update(f"{path}\0{blob}\0".encode())

@@ -128,6 +128,10 @@ class BenchmarkConfig(Strict):
     task_timeout_s: float = Field(600, gt=0)
     infra_error: Literal["fail", "drop"] = "fail"
     infra_retries: int = Field(1, ge=0)
+    # The task pool every candidate's runs share: "local" (processes on this machine) or "ray" (an existing Ray
+    # cluster at `address`: "auto", "ray://host:10001" or "host:6379"; the command runner only).
+    executor: Literal["local", "ray"] = "local"
+    address: str = ""
     split: SplitConfig = SplitConfig()
     options: dict[str, Any] = {}
 
@@ -182,6 +186,7 @@ class LoopConfig(Strict):
     max_iterations: int = Field(50, ge=1)
     plateau: int = Field(8, ge=1)
     budget_usd: float = Field(50.0, gt=0)
+    parallel: int = Field(1, ge=1, le=16)     # proposals in flight at once, each on its own failure group
 
 
 class ScheduleConfig(Strict):
