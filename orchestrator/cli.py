@@ -28,7 +28,7 @@ from orchestrator.console import console, err_console
 from orchestrator.core.config import Config, load_config
 from orchestrator.core.errors import AutoharnessError
 from orchestrator.core.workspace import Workspace
-from orchestrator.status import fmt, now_line, print_findings, results_table, status_data
+from orchestrator.status import fmt, in_flight_table, now_line, print_findings, results_table, status_data
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Improve an AI agent overnight.")
 
@@ -200,6 +200,8 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", h
         print_findings(console, data)
     if hb:
         console.print(now_line(hb), highlight=False, soft_wrap=True)
+        if (flight := in_flight_table(hb, cfg.loop.parallel)) is not None:
+            console.print(flight)
     if data.get("next_window"):
         console.print(f"next window: {data['next_window']}", highlight=False)
 

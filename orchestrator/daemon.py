@@ -96,8 +96,7 @@ class Daemon:
         self._signals.append(sig)
         unit = heartbeat.unit(self.beat.state.get("phase"))
         if len(self._signals) > 1 and self.in_session:
-            n = self.beat.state.get("iteration")
-            self._say(f"cancelling {unit if unit != 'this iteration' else f'iteration {n}'} now")
+            self._say(f"cancelling {heartbeat.cancelled(self.beat.state)} now")
             self._cancel_soon(f"second {sig.name}", 0)
         elif self.in_session:  # a terminal's user sees ^C; a SIGTERM is named
             drain = f"stopping after {unit} (up to {self.cfg.schedule.grace_s:g} s)"

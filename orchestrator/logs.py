@@ -11,10 +11,10 @@ import logging
 import logging.handlers
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -106,13 +106,18 @@ def configure_logging(logs_dir: Path, *, console_level: str = "info", secrets: l
     return structlog.get_logger(LOGGER)
 
 
-PhaseObserver = Callable[[str, int | None], None]  # (phase, iteration): the heartbeat
+class PhaseObserver(Protocol):
+    """Hears `(phase, iteration, **fields)` of every phase entered, and `("done", iteration)` when an iteration
+    is over (the daemon's heartbeat)."""
+
+    def __call__(self, name: str, iteration: int | None, /, **fields: Any) -> None: ...
 
 
 class Phases:
     """The current phase of a long job. Entering one ends the last (`phase_end` with its duration); `end(exc)`
     closes it as `phase_error` with the error, or normally for the loop's ordinary ends. Observers (the
-    daemon's heartbeat) hear of every phase entered."""
+    daemon's heartbeat) hear of every phase entered. One Phases follows one thread of work: iterations run at
+    once each get their own (`fork`)."""
 
     ORDINARY_ENDS = (NothingToPropose, BudgetExceeded, Rejected)   # outcomes, not failures of the phase
 
@@ -127,9 +132,20 @@ class Phases:
         self.log = self.base.bind(phase=name, **fields)
         self._started = time.monotonic()
         self.log.info("phase_start")
+        told = {k: v for k, v in fields.items() if k != "iteration"}
         for observe in self.observers:
-            observe(name, fields.get("iteration"))
+            observe(name, fields.get("iteration"), **told)
         return self.log
+
+    def fork(self) -> Phases:
+        """A Phases for another thread of work: the same logger and observers, its own open phase."""
+        return Phases(self.base, self.observers)
+
+    def finish(self, iteration: int | None) -> None:
+        """The iteration is decided or abandoned: its open phase ends and the observers hear it is done."""
+        self.end()
+        for observe in self.observers:
+            observe("done", iteration)
 
     def end(self, exc: BaseException | None = None) -> None:
         if self._started is None:

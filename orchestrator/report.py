@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator import heartbeat
 from orchestrator.core.config import BackendSection, GateConfig, TargetConfig
 from orchestrator.core.errors import AutoharnessError, ConfigError
 from orchestrator.core.scrub import Scrubber, redact
@@ -55,6 +56,7 @@ class ReportData:
     best_remeasured: float | None = None         # an accepted best's val from draws after it was chosen
     train: dict[int, float] = field(default_factory=dict)  # iteration -> train score, where all of train ran
     learnings: str = ""                          # learnings.md as the loop wrote it
+    in_flight: list[dict[str, Any]] = field(default_factory=list)  # the live heartbeat's candidates in flight
 
 
 @dataclass
@@ -97,6 +99,7 @@ def load(ws: Workspace, gate: GateConfig) -> ReportData:
         store.close()
     if ws.learnings.is_file():
         data.learnings = ws.learnings.read_text(errors="replace")
+    data.in_flight = _in_flight(ws)
     for r in rows:
         folder = ws.iterations / str(r.n)
         if (folder / "gate.json").is_file():
@@ -144,6 +147,12 @@ def _base_moved(target: TargetConfig, rows: list[IterationRecord]) -> bool | Non
     return None if not (start and now) else now != start
 
 
+def _in_flight(ws: Workspace) -> list[dict[str, Any]]:
+    """The iterations the process holding the workspace has in flight; none once it stopped or died."""
+    hb = heartbeat.read(ws.heartbeat)
+    return list(hb.get("in_flight") or []) if hb is not None and heartbeat.is_running(hb) else []
+
+
 def _frozen(ws: Workspace) -> dict[str, Any]:
     """splits.json (empty before the first baseline)."""
     return _json(ws.splits.read_text()) if ws.splits.is_file() else {}
@@ -168,8 +177,8 @@ class Page:
         return html.escape(self.scrub("" if value is None else str(value)))
 
     def render(self) -> str:
-        body = [self.headline(), self.plot(), self.review(), self.learnings(), self.decisions(), self.costs(),
-                self.events()]
+        body = [self.headline(), self.in_flight(), self.plot(), self.review(), self.learnings(), self.decisions(),
+                self.costs(), self.events()]
         return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
                 f"<title>{self.esc(self.title)} report</title><style>{CSS}</style></head><body>"
@@ -215,6 +224,16 @@ class Page:
         return "<section class=\"cards\">" + "".join(
             f"<div class=\"card\"><div class=\"label\">{label}</div><div>{value}</div></div>" for label, value in cards
         ) + "</section>"
+
+    def in_flight(self) -> str:
+        if not self.d.in_flight:
+            return ""
+        now = time.time()
+        rows = [[str(e["iteration"]), self.esc(e.get("phase")), _dur(now - e.get("since", now)),
+                 self.esc(e.get("base")), self.esc(e.get("group")),
+                 self.esc(f"{p['label']} {p['done']}/{p['total']}") if (p := e.get("progress")) else ""]
+                for e in self.d.in_flight]
+        return "<h2>In flight</h2>" + _table(["iter", "phase", "for", "base", "focus group", "progress"], rows)
 
     def unknown_cost(self) -> int:
         return sum(r.cost_usd is None for r in self.proposals)

@@ -77,6 +77,26 @@ def now_line(hb: dict[str, Any], now: float | None = None) -> str:
     return line
 
 
+def in_flight_table(hb: dict[str, Any], parallel: int, now: float | None = None) -> Table | None:
+    """The candidates a running process has in flight, one row each: shown when there are several, or any with
+    `loop.parallel` > 1 (one alone is the line above it)."""
+    flight = hb.get("in_flight") or []
+    if not hb.get("running", True) or not (len(flight) > 1 or (flight and parallel > 1)):
+        return None
+    now = now or time.time()
+    table = Table(title="in flight")
+    for col in ("iter", "phase", "for", "base"):
+        table.add_column(col)
+    table.add_column("focus group", max_width=50, overflow="ellipsis", no_wrap=True)
+    table.add_column("progress")
+    for e in flight:
+        progress = e.get("progress")
+        table.add_row(str(e["iteration"]), escape(str(e.get("phase"))), dur(now - e.get("since", now)),
+                      "" if e.get("base") is None else str(e["base"]), escape(str(e.get("group") or "")),
+                      f"{escape(progress['label'])} {progress['done']}/{progress['total']}" if progress else "")
+    return table
+
+
 def print_findings(console: Console, data: dict[str, Any]) -> None:
     """The lines under the table (status, the demo): the sandbox, the benchmark's noise, the honest test gain."""
     if data.get("sandbox"):
