@@ -90,14 +90,32 @@ def group_failures(results: dict[str, StoredResult], pass_reward: float) -> list
         res = results[task_id]
         if res.split != "train" or (res.reward is not None and res.reward >= pass_reward):
             continue
-        groups.setdefault(signature(res), Group(signature(res))).tasks.append(res)
+        sig = signature(res)
+        groups.setdefault(sig, Group(sig)).tasks.append(res)
     return sorted(groups.values(), key=lambda g: (-len(g.tasks), g.signature))
 
 
-def belongs_to(rel: str, task_id: str) -> bool:
-    """Trace files are named after their task: `<task_id>.json`, or anything under `<task_id>/`."""
+def owners(rel: str) -> list[str]:
+    """The task ids a trace file can belong to. Trace files are named after their task: `<task_id>.json`, or
+    anything under `<task_id>/`; so its first path component, whole or cut at any of its dots."""
     first = rel.split("/", 1)[0]
-    return first == task_id or first.startswith(task_id + ".")
+    return [first[:i] for i, c in enumerate(first) if c == "."] + [first]
+
+
+def belongs_to(rel: str, task_id: str) -> bool:
+    return task_id in owners(rel)
+
+
+def by_task(files: list[str], task_ids: list[str]) -> dict[str, list[str]]:
+    """Each of `task_ids` with its files, in the order of `files`: one look-up per file and candidate owner, so
+    the work grows with the files, not with files times tasks."""
+    wanted = set(task_ids)
+    out: dict[str, list[str]] = {}
+    for rel in files:
+        for task_id in owners(rel):
+            if task_id in wanted:
+                out.setdefault(task_id, []).append(rel)
+    return out
 
 
 def copy_traces(src: Path | None, dest: Path, task_ids: list[str]) -> list[str]:
@@ -105,19 +123,19 @@ def copy_traces(src: Path | None, dest: Path, task_ids: list[str]) -> list[str]:
     if src is None or not src.is_dir():
         return []
     dest.mkdir(parents=True, exist_ok=True)
-    copied, total = [], 0
-    for path in sorted(src.rglob("*")):
-        if not path.is_file() or path.is_symlink():
-            continue
-        rel = path.relative_to(src)
-        if not any(belongs_to(rel.as_posix(), t) for t in task_ids):
-            continue
-        size = path.stat().st_size
+    files = {p.relative_to(src).as_posix(): p for p in src.rglob("*") if p.is_file() and not p.is_symlink()}
+    wanted = {rel for rels in by_task(list(files), task_ids).values() for rel in rels}
+    copied, total, folders = [], 0, {dest}
+    for rel in sorted(wanted, key=lambda r: r.split("/")):  # as paths sort: a folder's files by their folder
+        size = files[rel].stat().st_size
         if total + size > MAX_TRACE_BYTES:
             break
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, dest / rel)
-        copied.append(rel.as_posix())
+        target = dest / rel
+        if target.parent not in folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            folders.add(target.parent)
+        shutil.copyfile(files[rel], target)
+        copied.append(rel)
         total += size
     return copied
 
@@ -135,6 +153,8 @@ def digest(results: dict[str, StoredResult], pass_reward: float, trace_files: li
     train = [r for r in results.values() if r.split == "train"]
     passed = sum(1 for r in train if r.reward is not None and r.reward >= pass_reward)
     groups = group_failures(results, pass_reward)
+    shown_ids = [t.task_id for g in groups[:MAX_GROUPS] for t in g.tasks]
+    traces_of, order = by_task(trace_files, shown_ids), {f: i for i, f in enumerate(trace_files)}
     head = f"Train: {passed}/{count(len(train), 'task')} passed"
     if groups:
         head += (f", {len(train) - passed} failed, in {count(len(groups), 'group')}"
@@ -148,7 +168,7 @@ def digest(results: dict[str, StoredResult], pass_reward: float, trace_files: li
         text = excerpt(example.error)
         if text:
             lines += [f"Example ({example.task_id}, reward {example.reward}):", "```", text, "```"]
-        traces = [f for f in trace_files if any(belongs_to(f, t) for t in ids)]
+        traces = sorted({f for t in ids for f in traces_of.get(t, ())}, key=order.__getitem__)
         if traces:
             lines.append("Traces: " + ", ".join(f"{context_dir}/traces/{f}" for f in traces[:5]))
     if len(groups) > MAX_GROUPS:
