@@ -18,6 +18,7 @@ import pytest
 
 from orchestrator.core.config import GateConfig, TargetConfig
 from orchestrator.core.errors import ConfigError
+from orchestrator.heartbeat import Heartbeat
 from orchestrator.report import paired_gain, write_report
 from orchestrator.stats import Noise
 from orchestrator.store import IterationRecord, Store
@@ -395,3 +396,32 @@ def test_replay_names_its_patch_as_a_patch_not_a_model(night):
     costs = page.split("<h2>Costs</h2>")[1].split("</table>")[0]
     assert ".patch" not in costs
     assert re.findall(r"<tr><td>1</td><td>replay</td><td>(.*?)</td>", costs) == [""]
+
+
+def test_in_flight_while_the_process_runs(tmp_path):
+    """Beside a live process, the candidates it has in flight (escaped, scrubbed); none once it stopped."""
+    store = Store(tmp_path / "state.db")
+    try:
+        store.record_iteration(IterationRecord(n=0, started_at=0, decided_at=0, decision="baseline", val_score=0.5))
+    finally:
+        store.close()
+    beat = Heartbeat(tmp_path / "heartbeat.json", refresh_s=3600).start()
+    for n in (5, 6, 7):
+        beat.phase("propose", n, base=4, group=f"[crash] <KeyError> in {n}")
+    beat.phase("gate", 6)
+    beat.progress("val", 3, 3, iteration=6)
+    beat.phase("done", 7)
+    page = write_report(tmp_path).read_text()
+    section = page.split("<h2>In flight</h2>")[1].split("<h2>")[0]
+    got = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr><td>.*?</tr>", section)]
+    assert [[r[0], r[1], r[3], r[4], r[5]] for r in got] == [
+        ["5", "propose", "4", "[crash] &lt;KeyError&gt; in 5", ""],
+        ["6", "gate", "4", "[crash] &lt;KeyError&gt; in 6", "val 3/3"]]
+    killed = json.loads(beat.path.read_text())   # what a process killed mid-flight leaves: its pid gone
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    killed["pid"] = ended.pid
+    beat.path.write_text(json.dumps(killed))
+    assert killed["in_flight"] and "In flight" not in write_report(tmp_path).read_text()
+    beat.stop("SIGTERM")
+    assert "In flight" not in write_report(tmp_path).read_text()
