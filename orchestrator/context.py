@@ -4,6 +4,7 @@ cancellation the pipeline checks at its safe points. Built by the run driver; re
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import tempfile
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from orchestrator.core.gittree import ObjectStore
 from orchestrator.core.scrub import Scrubber
 from orchestrator.core.workspace import Workspace
 from orchestrator.evaluate import Evaluator, Progress, code_hash
+from orchestrator.flights import Flights
 from orchestrator.gitops import TargetRepo
 from orchestrator.logs import Phases
 from orchestrator.splits import Splits, load_or_freeze, make_splits
@@ -41,6 +43,7 @@ class RunContext:
         self.runner: BenchmarkRunner = registry.load("benchmark", self.cfg.benchmark.kind)(
             self.cfg.benchmark, self.cfg.config_dir)
         _ = self.agent  # built now, so a bad backend table is one line before any work, not after the baseline
+        self.flights = Flights(self.cfg.loop.parallel)
         self.evaluator = Evaluator(self.runner, self.store, self.ws.traces_train, self.cfg.benchmark,
                                    self.on_progress, self.cancel)
         # Worktrees live outside the workspace and the target: one folder per workspace.
@@ -62,10 +65,18 @@ class RunContext:
         is handed comes from the config and the held-out ids from the frozen splits."""
         return Scrubber.build(self.splits.held_out(), self.cfg.backend)
 
-    def step(self, name: str, n: int) -> None:
+    def step(self, name: str, n: int, **fields: object) -> None:
         """Enter a phase of the pipeline: a safe point, where a requested cancel takes effect."""
         self.cancel.check()
-        self.phases.enter(name, iteration=n)
+        self.phases.enter(name, iteration=n, **fields)
+
+    def for_worker(self) -> RunContext:
+        """The same run for another thread of work (a candidate in flight): everything shared but the phase
+        tracer, which follows one thread."""
+        _ = self.splits, self.scrubber  # built once, here, and shared
+        worker = copy.copy(self)
+        worker.phases = self.phases.fork()
+        return worker
 
     def hash_of(self, store: ObjectStore, treeish: str) -> str:
         """The cache key of a commit or a candidate's tree."""

@@ -9,27 +9,43 @@ its stop conditions, and the final test score.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
 from orchestrator import pipeline
 from orchestrator.context import RunContext
+from orchestrator.core import proc
 from orchestrator.core.cancel import Cancellation
 from orchestrator.core.config import Config
 from orchestrator.core.errors import BudgetExceeded, Decision, NothingToPropose
 from orchestrator.evaluate import Outcome, Progress
+from orchestrator.flights import Flight
 from orchestrator.lock import WorkspaceLock
 from orchestrator.logs import PhaseObserver, Phases, configure_logging
 from orchestrator.store import IterationRecord
 
 
 def plateau_count(rows: list[IterationRecord]) -> int:
-    """Rejections (and errors) in a row since the last accepted change."""
+    """Rejections (and errors) in a row since the last accepted change, in the order they were decided."""
     count = 0
-    for r in reversed(rows):
+    for r in sorted(rows, key=lambda r: (r.decided_at, r.n), reverse=True):
         if r.decision in (Decision.ACCEPTED, Decision.BASELINE):
             break
         count += 1
     return count
+
+
+T = TypeVar("T")
+
+
+def _done_now(work: Callable[[], T]) -> Future[T]:
+    """Run `work` in this thread; its result (or exception) as a finished future."""
+    fut: Future[T] = Future()
+    try:
+        fut.set_result(work())
+    except BaseException as exc:
+        fut.set_exception(exc)
+    return fut
 
 
 class Driver:
@@ -98,15 +114,16 @@ class Driver:
     def baseline(self) -> IterationRecord:
         return pipeline.baseline(self.ctx)
 
-    def stop_reason(self) -> str | None:
-        """Why no further iteration may start now, or None."""
+    def stop_reason(self, in_flight: int = 0) -> str | None:
+        """Why no further iteration may start now, or None; `in_flight` iterations count as if decided (and
+        rejected: plateau), so that K in flight never overshoot max_iterations or the plateau."""
         loop, store = self.cfg.loop, self.ctx.store
         rows = store.iterations()
         if self.ctx.ws.stop_file.exists():
             return "STOP file"
-        if sum(1 for r in rows if r.n > 0) >= loop.max_iterations:
+        if sum(1 for r in rows if r.n > 0) + in_flight >= loop.max_iterations:
             return f"max_iterations ({loop.max_iterations})"
-        if plateau_count(rows) >= loop.plateau:
+        if plateau_count(rows) + in_flight >= loop.plateau:
             return f"plateau ({loop.plateau} rejections in a row)"
         if store.spend_usd() >= loop.budget_usd:
             return f"budget_usd (${store.spend_usd():.2f} of ${loop.budget_usd:.2f})"
@@ -118,26 +135,10 @@ class Driver:
         recorded. Then, unless told not to, the test split is scored once on the best commit."""
         store = self.ctx.store
         run_id = store.start_run(self.cfg.digest())
-        reason, done = "unknown", 0
+        reason = "unknown"
         try:
             self.baseline()
-            while True:
-                reason = external_stop() or self.stop_reason() or ""
-                if not reason and limit is not None and done >= limit:
-                    reason = f"limit ({limit} iteration{'s' if limit != 1 else ''})"
-                if reason:
-                    break
-                try:
-                    rec = pipeline.iterate(self.ctx)
-                except NothingToPropose:
-                    reason = "nothing left to propose"
-                    break
-                except BudgetExceeded as exc:
-                    reason = f"budget_usd ({exc})"
-                    break
-                done += 1
-                if on_iteration:
-                    on_iteration(rec)
+            reason = self._iterations(limit, external_stop, on_iteration or (lambda _: None))
         except BaseException as exc:
             reason = f"interrupted: {type(exc).__name__}: {exc}"[:300]
             raise
@@ -149,6 +150,71 @@ class Driver:
         if score_test:
             self.final_test()
         return reason
+
+    def _iterations(self, limit: int | None, external_stop: Callable[[], str | None],
+                    on_iteration: Callable[[IterationRecord], None]) -> str:
+        """Up to `loop.parallel` iterations in flight until a stop condition; the reason. One runs here, in this
+        thread; several run each in a thread of its own, and are decided as they finish. A stop lets those in
+        flight finish (a forced one cancels them at their next safe point)."""
+        ctx, k = self.ctx, self.cfg.loop.parallel
+        running: dict[Future[IterationRecord], int] = {}
+        started, reason, failure = 0, "", None
+        with ThreadPoolExecutor(max_workers=k, thread_name_prefix="candidate") as threads:
+            try:
+                while True:
+                    while not reason and failure is None and len(running) < k:
+                        flight, reason = self._next_flight(len(running), started, limit, external_stop)
+                        if flight is None:
+                            break
+                        started += 1
+                        if k == 1:  # here, as a future that is already done
+                            running[_done_now(lambda f=flight: pipeline.iterate(ctx, f))] = flight.n
+                        else:
+                            running[threads.submit(lambda f=flight: pipeline.iterate(ctx.for_worker(), f))] = flight.n
+                    if not running:
+                        return reason or self.stop_reason() or "nothing to start"
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in sorted(done, key=running.__getitem__):
+                        running.pop(fut)
+                        try:
+                            on_iteration(fut.result())
+                        except NothingToPropose:
+                            reason = reason or "nothing left to propose"
+                        except BudgetExceeded as exc:
+                            reason = reason or f"budget_usd ({exc})"
+                        except BaseException as exc:  # the night ends with it, once those in flight are decided
+                            failure = failure or exc
+                    if failure is not None and not running:
+                        raise failure
+            except BaseException:
+                # Interrupted here (not by the daemon, which stops at safe points): those in flight stop too.
+                if running:
+                    ctx.cancel.request("the run was interrupted")
+                    proc.terminate_all()
+                    wait(running)
+                raise
+
+    def _next_flight(self, in_flight: int, started: int, limit: int | None,
+                     external_stop: Callable[[], str | None]) -> tuple[Flight | None, str]:
+        """The next iteration to start (its number, its cost cap), or None and, when no other will start in this
+        session, the reason. While others are in flight, a start may only wait: for their decisions (max_iterations,
+        plateau) or their spend (a proposal starts when the budget left, less the caps in flight, covers its cap)."""
+        ctx, loop = self.ctx, self.cfg.loop
+        capped = f"limit ({limit} iteration{'s' if limit != 1 else ''})" if limit is not None and started >= limit else ""
+        why = external_stop() or self.stop_reason(in_flight) or capped
+        if why:
+            final = not in_flight or bool(external_stop() or self.stop_reason() or capped)
+            return None, why if final else ""
+        left = loop.budget_usd - ctx.store.spend_usd()
+        if not in_flight:
+            cap = max(min(self.cfg.backend.max_cost_usd, left), 0.01)
+        elif left - ctx.flights.reserved_usd() >= self.cfg.backend.max_cost_usd:
+            cap = self.cfg.backend.max_cost_usd
+        else:
+            return None, ""
+        recorded = {r.n for r in ctx.store.iterations()} | ctx.flights.numbers()
+        n = next(i for i in range(1, len(recorded) + 2) if i not in recorded)  # a hole a crash left first
+        return ctx.flights.take(n, cap), ""
 
     def final_test(self) -> Outcome | None:
         return pipeline.score_test(self.ctx)

@@ -96,6 +96,7 @@ class Verdict:
     tree: str = ""                     # the scored tree: the one committed on acceptance
     flipped: dict[str, list[str]] = field(default_factory=dict)   # val tasks the candidate moved: up, down
     paired: dict | None = None         # the paired gate's numbers (noisy benchmarks)
+    replayed: dict | None = None       # {"from", "onto"}: judged on a best another candidate's acceptance made
 
     def gain(self, best_val: float | None) -> str:
         """An accepted candidate's val against the bar it beat: on a noisy benchmark the best re-measured."""
@@ -113,20 +114,22 @@ class Verdict:
     def as_dict(self) -> dict:
         stages = [{k: v for k, v in asdict(s).items() if v is not None} for s in self.stages]
         extra = {"paired": self.paired} if self.paired is not None else {}
+        extra |= {"replayed": self.replayed} if self.replayed is not None else {}
         return {"changed": self.changed, "tree": self.tree, "stages": stages, "flipped": self.flipped, **extra}
 
 
 def judge(ctx: RunContext, work: Workdir, best: IterationRecord, suite: Suite, timer: Timer,
-          git_changed: list[str], diff_path: Path) -> Verdict:
+          git_changed: list[str], diff_path: Path, replayed: str = "") -> Verdict:
     """Take the coding agent's files as a tree and run the stages in order on it; raise Rejected at the
-    first that fails. What is scored is that tree, written out afresh; the commit is the same tree."""
+    first that fails. What is scored is that tree, written out afresh; the commit is the same tree.
+    `replayed`: the candidate's change already replayed onto `best` (a tree), judged instead of the files."""
     verdict = Verdict()
     if git_changed:
         raise verdict.reject(Stage.GUARD, "the proposal changed the target's git database (put back): "
                                           + ", ".join(git_changed[:5]))
     base = work.store.tree_of(best.commit_sha)
     try:
-        tree, changes = work.take(base)
+        tree, changes = (replayed, work.store.changes(base, replayed)) if replayed else work.take(base)
     except CannotTake as exc:
         raise verdict.reject(Stage.GUARD, str(exc)) from None
     diff = work.store.patch(base, tree)

@@ -196,9 +196,16 @@ class TargetRepo:
                 pass
         return GitState(self.refs(), files)
 
-    def restore_state(self, before: GitState) -> list[str]:
+    def own_refs(self, best: str) -> dict[str, str]:
+        """The refs autoharness itself moves, at the best commit: the run's branch and its best tag."""
+        return {f"refs/heads/{self.branch}": best, f"refs/tags/{self.best_tag}": best}
+
+    def restore_state(self, before: GitState, own: dict[str, str] | None = None) -> list[str]:
         """Put back whatever changed since `before` (files first: a HEAD or config may be what moved);
-        return the names of what had changed."""
+        return the names of what had changed. `own`: our refs where they must be now, whatever `before` held
+        (with candidates in flight, another one may have been committed since `before` was taken)."""
+        if own:
+            before = GitState({**before.refs, **own}, before.files)
         after = self.state()
         changed = []
         for name in sorted(before.files.keys() | after.files.keys()):

@@ -29,8 +29,11 @@ from orchestrator.core.errors import (
     Rejected,
     Stage,
 )
+from orchestrator.core.gittree import CannotTake
 from orchestrator.core.workspace import atomic_write, write_json
 from orchestrator.evaluate import CONTEXT_DIR, Outcome, Timer
+from orchestrator.flights import Flight
+from orchestrator.gitops import Workdir
 from orchestrator.store import IterationRecord, StoredResult
 from prompts import render
 
@@ -41,15 +44,21 @@ class Ending(NamedTuple):
     reason: str
 
 
-def iterate(ctx: RunContext) -> IterationRecord:
+def iterate(ctx: RunContext, flight: Flight | None = None) -> IterationRecord:
     """One proposal, from the best commit to its record. Raises NothingToPropose or BudgetExceeded to end the
-    loop, Cancelled when a stop was forced; an unknown error is logged as a crash and re-raised undecided."""
-    best, n, budget_left = ctx.store.best(), ctx.store.next_iteration(), ctx.budget_left()
+    loop, Cancelled when a stop was forced; an unknown error is logged as a crash and re-raised undecided.
+    `flight`: its number and cost cap when the run driver keeps several in flight; else the next number, and
+    what is left of the budget."""
+    if flight is None:
+        left = ctx.budget_left()
+        flight = ctx.flights.take(ctx.store.next_iteration(), max(min(ctx.cfg.backend.max_cost_usd, left), 0.01))
+    n, best = flight.n, ctx.store.best()
     assert best is not None, "the baseline comes first"
     idir, timer, suite = ctx.ws.iteration_dir(n), Timer(), gate.Suite.load(ctx.store)
     proposal: Proposal | None = None
     verdict: gate.Verdict | None = None
     ending: Ending | None = None
+    deciding = False  # holding the decision lock: from the check that the best stands until the record lands
     try:
         with ctx.phases.traced(), ctx.repo.workdir(ctx.worktree_root / f"iter-{n}") as work:
             ctx.step("train", n)
@@ -57,14 +66,15 @@ def iterate(ctx: RunContext) -> IterationRecord:
                                                      "train", label="train"))
             ctx.step("analyze", n)
             wt = work.checkout(best.commit_sha)  # the coding agent's own repository, never the target's
-            digest = _analyze(ctx, wt, best, train, idir)
-            ctx.step("propose", n)
-            proposal, git_changed = _propose(ctx, wt, digest, n, idir, budget_left)
+            digest, focus = _analyze(ctx, wt, best, train, idir, flight)
+            ctx.step("propose", n, base=best.n, group=flight.group)
+            proposal, git_changed = _propose(ctx, wt, digest, focus, flight, idir)
             timer.backend_s += proposal.duration_s
             if proposal.status is not ProposalStatus.OK:
                 raise Rejected(Stage.BACKEND, _failure(proposal), Decision.ERROR)
             ctx.step("gate", n)
-            verdict = gate.judge(ctx, work, best, suite, timer, git_changed, idir / "diff.patch")
+            best, verdict, suite = _gate(ctx, work, best, suite, timer, git_changed, idir)
+            deciding = True  # _gate returns holding the lock, with `best` still the best
             accept = Ending(Decision.ACCEPTED, Stage.NONE, verdict.gain(best.val_score))
             ctx.step("commit", n)
             message = records.commit_message(_record(ctx, n, best, timer, proposal, verdict, accept))
@@ -74,6 +84,7 @@ def iterate(ctx: RunContext) -> IterationRecord:
             ending = accept
     except Rejected as exc:
         ending, verdict = Ending(exc.decision, exc.stage, exc.reason), exc.verdict or verdict
+        best = exc.best or best
     except GitError as exc:  # a worktree the coding agent broke (deleted .git, corrupted its index)
         ending = Ending(Decision.ERROR, Stage.GIT, f"git failed on the candidate: {exc}"[:500])
     except NothingToPropose as exc:
@@ -87,48 +98,107 @@ def iterate(ctx: RunContext) -> IterationRecord:
         ctx.store.event("crash", ctx.scrubber(f"{type(exc).__name__}: {exc}"[:1000]), iteration=n)
         raise
     finally:
-        if ending is not None and ending.decision is not Decision.ACCEPTED and ctx.cancel.requested:
-            ending = None  # cut short by a forced stop (its processes killed): no verdict on the candidate
-        if ending is not None:  # decided: written once, here; undecided iterations are redone at restart
-            rec = _record(ctx, n, best, timer, proposal, verdict, ending,
-                          commit if ending.decision is Decision.ACCEPTED else "")
-            _decide(ctx, rec, verdict, suite, best)
+        try:
+            if ending is not None and ending.decision is not Decision.ACCEPTED and ctx.cancel.requested:
+                ending = None  # cut short by a forced stop (its processes killed): no verdict on the candidate
+            if ending is not None:  # decided: written once, here; undecided iterations are redone at restart
+                with ctx.flights.deciding:
+                    rec = _record(ctx, n, best, timer, proposal, verdict, ending,
+                                  commit if ending.decision is Decision.ACCEPTED else "")
+                    _decide(ctx, rec, verdict, suite, best)
+        finally:
+            if deciding:
+                ctx.flights.deciding.release()
+            ctx.flights.land(n)
+            ctx.phases.finish(n)
     if ending is None:
         raise Cancelled(ctx.cancel.reason)  # undecided because of a forced stop
     return rec
 
 
-def _analyze(ctx: RunContext, wt: Path, best: IterationRecord, train: Outcome, idir: Path) -> str:
-    """The failure digest of the train run, and the traces it points to copied into the worktree."""
+def _gate(ctx: RunContext, work: Workdir, best: IterationRecord, suite: gate.Suite, timer: Timer,
+          git_changed: list[str], idir: Path) -> tuple[IterationRecord, gate.Verdict, gate.Suite]:
+    """The gate, and again for as long as another candidate was accepted meanwhile: the change replayed onto
+    the new best and judged against it. Returns the best it beat, the verdict and the suite it moved, holding
+    the decision lock; raises Rejected (its `best` the one it was judged against) without it. A change that does
+    not apply to the new best is rejected as a conflict; a guard's rejection needs no replay."""
+    replayed, moves = "", None
+    while True:
+        try:
+            verdict = gate.judge(ctx, work, best, suite, timer, git_changed, idir / "diff.patch", replayed)
+            rejected = None
+        except Rejected as exc:
+            if exc.stage is Stage.GUARD:
+                raise
+            verdict, rejected = exc.verdict or gate.Verdict(), exc
+        verdict.replayed = moves
+        ctx.flights.deciding.acquire()
+        now = ctx.store.best()
+        if now is None or now.n == best.n:
+            if rejected is None:
+                return best, verdict, suite
+            ctx.flights.deciding.release()
+            rejected.best = best
+            raise rejected
+        ctx.flights.deciding.release()
+        # Another candidate was accepted while this one was judged: its verdict against the old best is void.
+        ctx.store.event("replay", f"best moved from iteration {best.n} to {now.n}: the change is replayed onto it",
+                        iteration=int(idir.name), before=best.n, onto=now.n)
+        old = work.store.tree_of(best.commit_sha)
+        moves = {"from": (moves or {"from": best.n})["from"], "onto": now.n}
+        try:
+            replayed = work.store.replay(old, verdict.tree or work.take(old)[0], work.store.tree_of(now.commit_sha))
+        except CannotTake as exc:
+            verdict.replayed = moves
+            why = f"conflict: the change does not apply to iteration {now.n}'s accepted change: {exc}"
+            raise Rejected(Stage.CONFLICT, why, verdict=verdict, best=now) from None
+        best, suite = now, gate.Suite.load(ctx.store)
+
+
+def _analyze(ctx: RunContext, wt: Path, best: IterationRecord, train: Outcome, idir: Path,
+             flight: Flight) -> tuple[str, str]:
+    """The failure digest of the train run, the traces it points to copied into the worktree, and the group
+    this candidate aims at: with several in flight on one best, each at a group none of the others has."""
     pass_reward = ctx.cfg.gate.pass_reward
     failing = [t for t, r in train.results.items() if not gate.passed(r, pass_reward)]
     traces = analyze.copy_traces(ctx.ws.traces_train / best.code_hash[:16], wt / CONTEXT_DIR / "traces", failing)
+    groups = analyze.group_failures(train.results, pass_reward)
+    i = ctx.flights.aim(flight, best.n, [g.signature for g in groups])
     digest = analyze.digest(train.results, pass_reward, traces, CONTEXT_DIR)
+    if ctx.cfg.loop.parallel == 1 or i < 0:
+        focus = "the largest failure group below"
+    else:
+        focus = (f"failure group {i + 1} below ({groups[i].signature}); other agents are working on the other "
+                 "groups at the same time")
     atomic_write(idir / "analysis.md", f"# Iteration {idir.name}: failure analysis\n\n{digest}\n")
-    return digest
+    return digest, focus
 
 
-def _propose(ctx: RunContext, wt: Path, digest: str, n: int, idir: Path,
-             budget_left: float) -> tuple[Proposal, list[str]]:
+def _propose(ctx: RunContext, wt: Path, digest: str, focus: str, flight: Flight,
+             idir: Path) -> tuple[Proposal, list[str]]:
     """Render the prompt, call the backend in its checkout; put back whatever of the target's git it changed
     (it cannot reach it when sandboxed)."""
-    cfg = ctx.cfg
+    cfg, n = ctx.cfg, flight.n
     prompt = ctx.scrubber(render(
-        "propose", editable=", ".join(cfg.target.editable), context_dir=CONTEXT_DIR, digest=digest,
+        "propose", editable=", ".join(cfg.target.editable), context_dir=CONTEXT_DIR, digest=digest, focus=focus,
         attempts=records.attempts(ctx.store), learnings=records.learnings(ctx.store) or "(none yet)",
     ))
     atomic_write(idir / "prompt.md", prompt)
     request = ProposalRequest(
         worktree=wt, prompt=prompt, editable=list(cfg.target.editable), timeout_s=cfg.backend.timeout_s,
-        max_cost_usd=max(min(cfg.backend.max_cost_usd, budget_left), 0.01), env=dict(cfg.backend.env),
+        max_cost_usd=flight.cap_usd, env=dict(cfg.backend.env),
         iteration=n, transcript_path=idir / "transcript.jsonl", sandbox=ctx.sandbox(wt), cancel=ctx.cancel,
     )
     request.transcript_path.unlink(missing_ok=True)
+    best_commit = ctx.store.best().commit_sha
+    ctx.store.event("started", f"proposal {n} started on iteration {flight.base}", iteration=n, base=flight.base,
+                    base_commit=best_commit, group=ctx.scrubber(flight.group), cap_usd=flight.cap_usd)
     git_before = ctx.repo.state()
     try:
         proposal = ctx.agent.propose(request)
     finally:
-        moved = ctx.repo.restore_state(git_before)
+        with ctx.flights.deciding:  # no other candidate's commit in between: our refs are where they must be
+            moved = ctx.repo.restore_state(git_before, own=ctx.repo.own_refs(ctx.store.best().commit_sha))
         ctx.scrubber.file(request.transcript_path)  # the backend's raw stream, held-out ids and all
     # What the backend says reaches the records, the next prompt and the commit message: scrubbed once, here.
     proposal.summary, proposal.error = ctx.scrubber(proposal.summary), ctx.scrubber(proposal.error)
@@ -138,6 +208,7 @@ def _propose(ctx: RunContext, wt: Path, digest: str, n: int, idir: Path,
     # Spend is recorded the moment it is known, so a crash before the decision cannot hide it.
     ctx.store.event("proposal", proposal.status.value, iteration=n, cost_usd=proposal.cost_usd,
                     backend=proposal.backend)
+    ctx.flights.spent(flight)
     shutil.rmtree(wt / CONTEXT_DIR, ignore_errors=True)
     return proposal, moved
 

@@ -223,9 +223,11 @@ class Store:
         return 0 if row[0] is None else int(row[0]) + 1
 
     def best(self) -> IterationRecord | None:
-        """The last accepted iteration, or the baseline."""
+        """The last accepted iteration, or the baseline: the last decided (with candidates in flight, iteration 7
+        may be accepted before 5 is, on top of it)."""
         row = self.conn.execute(
-            "SELECT * FROM iterations WHERE decision IN ('baseline', 'accepted') ORDER BY n DESC LIMIT 1"
+            "SELECT * FROM iterations WHERE decision IN ('baseline', 'accepted') ORDER BY decided_at DESC, n DESC "
+            "LIMIT 1"
         ).fetchone()
         return _record(row) if row else None
 
@@ -307,7 +309,7 @@ class Store:
     # -- results.tsv -----------------------------------------------------------------------------------
     def write_tsv(self, path: Path) -> None:
         lines = ["\t".join(TSV_COLUMNS)]
-        for r in self.iterations():
+        for r in sorted(self.iterations(), key=lambda r: (r.decided_at, r.n)):  # in the order they were decided
             cells = [
                 str(r.n),
                 "" if r.val_score is None else f"{r.val_score:.4f}",

@@ -28,6 +28,7 @@ class Stage(enum.StrEnum):
     SUITE = "suite"
     VAL = "val"
     PROMOTE = "promote"   # never fails: train tasks that now pass count towards joining the suite
+    CONFLICT = "conflict"  # another candidate was accepted first, and this one's change does not apply on it
     GIT = "git"           # git failed on the candidate's worktree (the coding agent broke it)
     ERROR = "error"       # another known fault while judging it
 
@@ -83,10 +84,12 @@ class Rejected(AutoharnessError):
     """A candidate ended before acceptance. `decision` is REJECTED for a gate stage's verdict, ERROR when the
     candidate could not be judged."""
 
-    def __init__(self, stage: Stage, reason: str, decision: Decision = Decision.REJECTED, verdict: Any = None):
+    def __init__(self, stage: Stage, reason: str, decision: Decision = Decision.REJECTED, verdict: Any = None,
+                 best: Any = None):
         super().__init__(f"{stage}: {reason}")
         self.stage, self.reason, self.decision = stage, reason, decision
         self.verdict = verdict  # what the gate learned before it stopped (orchestrator.gate.Verdict), if it ran
+        self.best = best        # the best it was judged against, when another candidate's acceptance moved it
 
 
 # -- backend faults, classified so the caller knows whether to retry ---------------------------------------

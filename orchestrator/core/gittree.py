@@ -180,6 +180,22 @@ class ObjectStore:
                        old, new)
         return raw.decode("utf-8", "replace")
 
+    def replay(self, old: str, new: str, onto: str) -> str:
+        """The change from tree `old` to tree `new`, applied to tree `onto`: the resulting tree. A change that
+        does not apply cleanly (it touches what changed in `onto`) raises CannotTake with git's words."""
+        change = self.git("diff-tree", "-p", "--binary", "--full-index", "--no-renames", "--no-color",
+                          "--no-ext-diff", "--no-textconv", old, new)
+        index = self.root / "replay.index"
+        index.unlink(missing_ok=True)
+        self.git("read-tree", onto, index=index)
+        if change.strip():
+            try:
+                self.git("apply", "--cached", "--binary", "--whitespace=nowarn", "-", index=index, stdin=change)
+            except GitError as exc:
+                said = str(exc).split(f"{self.root}: ", 1)[-1]  # git's own words, not our folder
+                raise CannotTake(" ".join(said.split())[:300]) from None
+        return self.git("write-tree", index=index).decode().strip()
+
     # -- writing trees out
     def materialize(self, tree: str, dest: Path, keep: Iterable[str] = ()) -> Path:
         """Make `dest` hold exactly the files of `tree`, byte for byte; top-level names in `keep` stay."""
