@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,7 +31,7 @@ from orchestrator.core.config import BenchmarkConfig, parse_options
 from orchestrator.core.contracts import BenchmarkRunner, Check, Starter, TaskResult, mean_of_trials
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.jsonl import parse_json_line
-from orchestrator.core.proc import run_process
+from orchestrator.core.proc import ProcResult, run_process
 from orchestrator.core.taskids import check_ids, problem
 
 
@@ -48,6 +50,69 @@ def read_line(reports: Reports, task_id: str, line: str) -> None:
     obj = parse_json_line(line)
     if obj is not None and str(obj.get("task_id")) == task_id:
         reports.add(task_id, obj)
+
+
+def task_env(options_env: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment without our own variables, with the benchmark's `env` and `extra` over it."""
+    env = dict(os.environ)
+    for key in ("AUTOHARNESS_TRACES_DIR", "AUTOHARNESS_TASK_IDS", "AUTOHARNESS_AGENT_DIR", "AUTOHARNESS_LIST_TASKS",
+                TOKEN_ENV):
+        env.pop(key, None)
+    env.update(options_env)
+    env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class TaskCommand:
+    """One task run of the benchmark, and nothing of the runner: the same code runs it in this process and
+    on a Ray worker (benchmarks/ray_executor.py), which sees its own environment under `env`."""
+
+    cmd: list[str]
+    cwd: Path
+    env: dict[str, str]       # the benchmark's `env` option
+    token: bool
+    timeout_s: float
+    read_only: list[Path]     # the benchmark's files and the orchestrator's records (the agent is added)
+
+    def run(self, agent_dir: Path, task_id: str, traces_dir: Path | None) -> TaskResult:
+        extra = {"AUTOHARNESS_AGENT_DIR": str(agent_dir), "AUTOHARNESS_TASK_IDS": task_id}
+        if traces_dir is not None:
+            extra["AUTOHARNESS_TRACES_DIR"] = str(traces_dir)
+        reports = Reports(new_token() if self.token else None)
+        if reports.token is not None:
+            extra[TOKEN_ENV] = "stdin"
+        read_only = [*self.read_only, agent_dir]
+        with task_space(read_only=read_only, writable=[self.cwd], outputs=[traces_dir] if traces_dir else []) as space:
+            res = run_process(space.argv(self.cmd), cwd=self.cwd, env=space.env(task_env(self.env, extra)),
+                              stdin=f"{reports.token}\n" if reports.token else None,
+                              timeout_s=self.timeout_s, cap_chars=100_000,
+                              on_line=lambda line: read_line(reports, task_id, line))
+        return self.result(res, reports, task_id)
+
+    def result(self, res: ProcResult, reports: Reports, task_id: str) -> TaskResult:
+        """The task's result from its process: its result line, else why there is none."""
+        if res.timed_out:
+            return TaskResult(0.0, res.duration_s, None, f"timed out after {self.timeout_s:g}s", "timeout")
+        if task_id in reports.conflicts:
+            return conflict_result(res.duration_s)
+        line = reports.lines.get(task_id)
+        if line is None:
+            tail = (res.stderr.strip() or res.stdout.strip())[-2000:]
+            if res.returncode != 0:
+                return TaskResult(None, res.duration_s, None, f"exit {res.returncode}: {tail}", "crash")
+            return TaskResult(None, res.duration_s, None, f"no result line for the task: {tail}", "bad_output")
+        reward = line.get("reward")
+        error = str(line.get("error") or "")
+        cost = line.get("cost_usd")
+        cost = float(cost) if isinstance(cost, int | float) else None
+        if reward is None:
+            return TaskResult(None, res.duration_s, cost, error or "the benchmark reported an infra error", "infra")
+        if not isinstance(reward, int | float) or isinstance(reward, bool) or not 0.0 <= reward <= 1.0:
+            printed = json.dumps(reward)
+            printed = printed if len(printed) <= 80 else printed[:80] + "…"
+            return TaskResult(None, res.duration_s, cost, f"reward {printed} is not a number in [0, 1]", "bad_output")
+        return TaskResult(float(reward), res.duration_s, cost, error, "" if reward >= 1.0 else "failed")
 
 
 def parse_listing(stdout: str) -> list[str]:
@@ -74,6 +139,7 @@ class CommandRunner(BenchmarkRunner):
         benchmark={"kind": "command", "options": {"cmd": ["python3", "/path/to/your/eval.py"]}},
         editable=["agent/**"],
     )
+    per_task = True  # one process per task (and trial) already
 
     def __init__(self, config: BenchmarkConfig, config_dir: Path):
         super().__init__(config, config_dir)
@@ -101,13 +167,7 @@ class CommandRunner(BenchmarkRunner):
                               "through its interpreter")
 
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
-        env = dict(os.environ)
-        for key in ("AUTOHARNESS_TRACES_DIR", "AUTOHARNESS_TASK_IDS", "AUTOHARNESS_AGENT_DIR", "AUTOHARNESS_LIST_TASKS",
-                    TOKEN_ENV):
-            env.pop(key, None)
-        env.update(self.options.env)
-        env.update(extra)
-        return env
+        return task_env(self.options.env, extra)
 
     def tasks(self) -> list[str]:
         """Every task id: the `tasks` option if given, else what `cmd` lists when AUTOHARNESS_LIST_TASKS=1 is set
@@ -142,49 +202,24 @@ class CommandRunner(BenchmarkRunner):
         return ids
 
     def run(self, agent_dir: Path, task_ids: list[str], *, traces_dir: Path | None) -> dict[str, TaskResult]:
-        jobs = [(t, k) for t in task_ids for k in range(self.config.trials)]
+        command = self.task_command()
+        return self.run_trials(task_ids, lambda task_id: command.run(agent_dir, task_id, traces_dir))
+
+    def run_trials(self, task_ids: list[str], one: Callable[[str], TaskResult]) -> dict[str, TaskResult]:
+        """Each task `trials` times through `one` (a run here, or on Ray), `concurrency` at once; reported as
+        each task's last trial ends."""
+        jobs = [t for t in task_ids for _ in range(self.config.trials)]
         trials: dict[str, list[TaskResult]] = {t: [] for t in task_ids}
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-            for task_id, result in pool.map(lambda job: (job[0], self._one(agent_dir, job[0], traces_dir)), jobs):
+            for task_id, result in pool.map(lambda t: (t, one(t)), jobs):
                 trials[task_id].append(result)
                 if len(trials[task_id]) == self.config.trials:
                     self.report(task_id, mean_of_trials(trials[task_id]))
         return {t: mean_of_trials(r) for t, r in trials.items()}
 
-    def _one(self, agent_dir: Path, task_id: str, traces_dir: Path | None) -> TaskResult:
-        extra = {"AUTOHARNESS_AGENT_DIR": str(agent_dir), "AUTOHARNESS_TASK_IDS": task_id}
-        if traces_dir is not None:
-            extra["AUTOHARNESS_TRACES_DIR"] = str(traces_dir)
-        reports = Reports(new_token() if self.options.token else None)
-        if reports.token is not None:
-            extra[TOKEN_ENV] = "stdin"
-        read_only = [*self.benchmark_files(), agent_dir, *self.protected]
-        with task_space(read_only=read_only, writable=[self.cwd], outputs=[traces_dir] if traces_dir else []) as space:
-            res = run_process(space.argv(self.options.cmd), cwd=self.cwd, env=space.env(self._env(extra)),
-                              stdin=f"{reports.token}\n" if reports.token else None,
-                              timeout_s=self.config.task_timeout_s, cap_chars=100_000,
-                              on_line=lambda line: read_line(reports, task_id, line))
-        if res.timed_out:
-            return TaskResult(0.0, res.duration_s, None, f"timed out after {self.config.task_timeout_s:g}s", "timeout")
-        if task_id in reports.conflicts:
-            return conflict_result(res.duration_s)
-        line = reports.lines.get(task_id)
-        if line is None:
-            tail = (res.stderr.strip() or res.stdout.strip())[-2000:]
-            if res.returncode != 0:
-                return TaskResult(None, res.duration_s, None, f"exit {res.returncode}: {tail}", "crash")
-            return TaskResult(None, res.duration_s, None, f"no result line for the task: {tail}", "bad_output")
-        reward = line.get("reward")
-        error = str(line.get("error") or "")
-        cost = line.get("cost_usd")
-        cost = float(cost) if isinstance(cost, int | float) else None
-        if reward is None:
-            return TaskResult(None, res.duration_s, cost, error or "the benchmark reported an infra error", "infra")
-        if not isinstance(reward, int | float) or isinstance(reward, bool) or not 0.0 <= reward <= 1.0:
-            printed = json.dumps(reward)
-            printed = printed if len(printed) <= 80 else printed[:80] + "…"
-            return TaskResult(None, res.duration_s, cost, f"reward {printed} is not a number in [0, 1]", "bad_output")
-        return TaskResult(float(reward), res.duration_s, cost, error, "" if reward >= 1.0 else "failed")
+    def task_command(self) -> TaskCommand:
+        return TaskCommand(list(self.options.cmd), self.cwd, dict(self.options.env), self.options.token,
+                           self.config.task_timeout_s, [*self.benchmark_files(), *self.protected])
 
     def benchmark_files(self) -> list[Path]:
         """The folders of the files `cmd` names (the evaluator, its tasks). Not the working folder, which by
