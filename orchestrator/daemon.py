@@ -89,6 +89,7 @@ class Daemon:
         self._grace: threading.Timer | None = None
         self._previous_beat: dict[str, Any] | None = None   # what a dead daemon left in heartbeat.json
         self.notifier, self.log = _observers(cfg)
+        self.report = ReportWriter(lambda: _write_report(cfg), self.log)
 
     # -- signals: handlers only set flags, print a line and start timers; the work stops at its next safe point
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -259,7 +260,7 @@ class Daemon:
         finally:
             if window_timer:
                 window_timer.cancel()
-            _write_report(self.cfg, self.log)
+            self.report.finish()  # drawn here, after the final test: complete when the session returns
         self.log.info("session_end", reason=reason)
         self.notifier.summary(night)
         self.console.print(f"stopped: {reason}{note}", highlight=False, markup=False)
@@ -273,7 +274,7 @@ class Daemon:
         self.console.print(decision_line(rec), highlight=False, markup=False)
         if rec.decision == "accepted":
             self.notifier.accepted(rec)
-        _write_report(self.cfg, self.log)  # current in the morning even if the night ends in a crash
+        self.report.request()  # current in the morning even if the night ends in a crash; drawn off this thread
         spend, budget = store.spend_usd(), self.cfg.loop.budget_usd
         warned = float(store.get("budget_warned", "0") or 0)
         for level in BUDGET_WARNINGS:
@@ -336,12 +337,57 @@ def _observers(cfg: Config) -> tuple[Notifier, Any]:
     return Notifier(cfg.notify.webhook, log=log), log
 
 
-def _write_report(cfg: Config, log: Any) -> None:
-    try:
-        write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd, backend=cfg.backend, gate=cfg.gate,
-                     target=cfg.target)
-    except Exception as exc:  # the morning report must never take the daemon down
-        log.warning("report_failed", error=f"{type(exc).__name__}: {exc}")
+def _write_report(cfg: Config) -> None:
+    write_report(cfg.workspace, budget_usd=cfg.loop.budget_usd, backend=cfg.backend, gate=cfg.gate, target=cfg.target)
+
+
+class ReportWriter:
+    """The report, redrawn off the loop's path. `request` only says the records changed and returns at once;
+    one background thread draws, never two draws at a time, and requests made while it draws make one more
+    draw, not one each (only the latest records matter). `finish` stops the thread and draws a last time in
+    the caller's thread, so the report is complete when it returns. A failed draw is logged, never raised:
+    the morning report must never take the daemon down."""
+
+    def __init__(self, write: Callable[[], None], log: Any):
+        self._write, self._log = write, log
+        self._cond = threading.Condition()
+        self._drawing = threading.Lock()
+        self._pending = self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        with self._cond:
+            self._pending = True
+            if self._thread is None:
+                self._closing = False
+                self._thread = threading.Thread(target=self._serve, name="report-writer", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def finish(self) -> None:
+        with self._cond:
+            thread, self._thread = self._thread, None
+            self._closing, self._pending = True, False
+            self._cond.notify()
+        if thread is not None:
+            thread.join()  # a draw in progress ends first
+        self._draw()
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._closing)
+                if self._closing:
+                    return
+                self._pending = False
+            self._draw()
+
+    def _draw(self) -> None:
+        with self._drawing:
+            try:
+                self._write()
+            except Exception as exc:
+                self._log.warning("report_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def run_daemon(cfg: Config, console: Console) -> int:

@@ -402,12 +402,16 @@ def plot_png(rows: list[IterationRecord], train: dict[int, float] | None = None,
     score at baseline and at the end), the train score of each version that ran all of train, and a row of
     markers for the iterations that have no val score (stopped before val, or errors): a score axis would
     read their markers as scores."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
+    # No pyplot (no global backend or figure state) and Agg's canvas named: a raster backend with no GUI, safe
+    # in the daemon's report thread.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     train, test = train or {}, test or []
     lane = [r for r in rows if r.val_score is None]
     fig = Figure(figsize=(9, 5.2 if lane else 4.8), dpi=110)
+    FigureCanvasAgg(fig)
     grid = fig.add_gridspec(3 if lane else 2, 1, height_ratios=[3, 1.6, 0.5][: 3 if lane else 2], hspace=0.12)
     ax = fig.add_subplot(grid[0])
     axes = [ax, fig.add_subplot(grid[1], sharex=ax)]
