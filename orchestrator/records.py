@@ -5,6 +5,7 @@ agent reads. The rows' texts were scrubbed (secrets, held-out ids) before they w
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from orchestrator.core.errors import Decision
 from orchestrator.core.workspace import Workspace, atomic_write, write_json
@@ -55,7 +56,16 @@ def learnings(store: Store) -> str:
 def write_views(store: Store, ws: Workspace) -> None:
     store.write_tsv(ws.results_tsv)
     atomic_write(ws.learnings, "# Learnings\n\n" + learnings(store))
-    write_json(ws.suite, json.loads(store.get("suite", "{}") or "{}"))
+    suite = json.loads(store.get("suite", "{}") or "{}")
+    if _read_json(ws.suite) != suite:  # it moves only when a change is accepted: no write (and fsync) for nothing
+        write_json(ws.suite, suite)
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def commit_message(rec: IterationRecord) -> str:

@@ -4,7 +4,10 @@ Prints: demo wall time; per-iteration orchestration overhead (time outside the b
 task runs saved by the cache and by early stops; restart-to-resume time after a SIGKILL; the daemon's idle
 CPU and memory while it waits for its window; what containment costs (a sandboxed command's start-up, the
 coding agent's private checkout and taking its files back as a tree); and the gate on a noisy benchmark with
-known ground truth (tests/gate_sim.py): three rules side by side.
+known ground truth (tests/gate_sim.py): three rules side by side. And issue 12's figures: the orchestration's
+share of an iteration measured from outside, proposals per hour at loop.parallel = 1, 2, 4 and the task pool's
+utilisation (tests/bench_parallel.py), the cost of an iteration as the task count grows (tests/bench_scale.py),
+and the Ray pool's overhead per task run.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from orchestrator.core.config import load_config  # noqa: E402
 from orchestrator.demo import make_demo  # noqa: E402
 from orchestrator.driver import Driver  # noqa: E402
 from orchestrator.logs import configure_logging  # noqa: E402
-from tests import gate_sim  # noqa: E402
+from tests import bench_parallel, bench_scale, gate_sim  # noqa: E402
 
 
 def daemon(config: Path, kill_at: str = "") -> subprocess.Popen[bytes]:
@@ -158,6 +161,10 @@ def main() -> None:
         root = Path(tmp)
         containment_figures(root)
         loop_figures(root)
+        bench_parallel.share_figures(root)
+        bench_parallel.parallel_figures(root)
+        bench_scale.scale_figures(root)
+        bench_parallel.ray_figures(root)
         restart_figures(root)
         idle_figures(root)
     gate_sim.main(int(os.environ.get("GATE_SIM_SEEDS", "200")))

@@ -117,6 +117,15 @@ def per_iteration(root: Path, n: int, profile: bool = False) -> tuple[float, str
     return sorted(times)[1], listing
 
 
+def scale_figures(root: Path, sizes: tuple[int, ...] = (120, 1000, 5000)) -> None:
+    """Issue 12: nothing per iteration may grow faster than linearly in the tasks."""
+    took = {n: per_iteration(root / f"scale-{n}", n)[0] for n in sizes}
+    first = sizes[0]
+    print("orchestration per iteration with instant tasks (in-process benchmark, nothing else runs): "
+          + ", ".join(f"{n} tasks {took[n] * 1000:.0f} ms ({took[n] / took[first]:.1f}x for {n / first:.1f}x tasks)"
+                      for n in sizes))
+
+
 def main(sizes: list[int]) -> None:
     import tempfile
     for n in sizes:
