@@ -150,7 +150,7 @@ def _gate(ctx: RunContext, work: Workdir, best: IterationRecord, suite: gate.Sui
             replayed = work.store.replay(old, verdict.tree or work.take(old)[0], work.store.tree_of(now.commit_sha))
         except CannotTake as exc:
             verdict.replayed = moves
-            why = f"conflict: the change does not apply to iteration {now.n}'s accepted change: {exc}"
+            why = f"the change does not apply to iteration {now.n}'s accepted change: {exc}"
             raise Rejected(Stage.CONFLICT, why, verdict=verdict, best=now) from None
         best, suite = now, gate.Suite.load(ctx.store)
 
