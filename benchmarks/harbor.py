@@ -42,9 +42,15 @@ _FLAG = re.compile(r"--[a-z][a-z0-9-]*")
 # Exception types that are the agent's own doing: scored, not retried as infrastructure.
 TIMEOUT_TYPES = {"AgentTimeoutError"}
 AGENT_FAULT_TYPES = {"NonZeroAgentExitCodeError"}
-# Credentials each remote environment type needs (harbor reads them from the environment).
-ENV_CREDENTIALS = {"daytona": ["DAYTONA_API_KEY"], "e2b": ["E2B_API_KEY"], "modal": ["MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"],
-                   "runloop": ["RUNLOOP_API_KEY"]}
+# The credentials harbor's own start-up check (its environments' preflight) accepts for each remote environment
+# type, read from its environment: any one of the ways, each the variables that must all be set, or a file
+# ("~/..." under the HOME harbor gets) that stands for them.
+ENV_CREDENTIALS: dict[str, list[tuple[str, ...]]] = {
+    "daytona": [("DAYTONA_API_KEY",), ("DAYTONA_JWT_TOKEN", "DAYTONA_ORGANIZATION_ID")],
+    "e2b": [("E2B_API_KEY",)],
+    "modal": [("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"), ("~/.modal.toml",)],
+    "runloop": [("RUNLOOP_API_KEY",)],
+}
 
 
 class HarborOptions(BaseModel):
@@ -373,9 +379,34 @@ class HarborRunner(BenchmarkRunner):
                           else f"not reachable: {tail(engine.stderr, 200)}"),
                     Check("docker compose", compose.ok, compose.stdout.strip() if compose.ok
                           else "the compose v2 plugin is missing (harbor's docker environment runs `docker compose`)")]
-        env = self._env()
-        return [Check(f"{kind} credentials", bool(env.get(name)), f"{name} {'is set' if env.get(name) else 'is not set'}")
-                for name in ENV_CREDENTIALS.get(kind, [])]
+        check = credentials_check(kind, self._env())
+        return [check] if check else []
+
+
+def credentials_check(kind: str, env: dict[str, str]) -> Check | None:
+    """Whether harbor will find the credentials of environment `kind`, and what to set when it will not."""
+    ways = ENV_CREDENTIALS.get(kind)
+    if not ways:
+        return None
+    home = Path(env.get("HOME") or Path.home())
+
+    def there(name: str) -> bool:
+        return (home / name[2:]).is_file() if name.startswith("~/") else bool(env.get(name))
+
+    met = next((way for way in ways if all(map(there, way))), None)
+    if met is not None:
+        return Check(f"{kind} credentials", True, _said(met, True))
+    it = "it" if len(ways) == 1 and len(ways[0]) == 1 else "them"
+    need = "one of these" if len(ways) > 1 else it
+    return Check(f"{kind} credentials", False, f"{', and '.join(_said(way, False) for way in ways)}: harbor --env {kind} "
+                 f"needs {need} (export {it}, or set {it} in benchmark.options.env)")
+
+
+def _said(way: tuple[str, ...], ok: bool) -> str:
+    """`E2B_API_KEY is set`, `A and B are not set`, `~/.modal.toml is there`, `there is no ~/.modal.toml`."""
+    if way[0].startswith("~/"):
+        return f"{way[0]} is there" if ok else f"there is no {way[0]}"
+    return f"{' and '.join(way)} {'is' if len(way) == 1 else 'are'}{'' if ok else ' not'} set"
 
 
 def copy_traces(folders: dict[str, Path], traces_dir: Path) -> None:

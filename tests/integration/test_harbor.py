@@ -158,6 +158,7 @@ def test_doctor_reports_what_a_real_run_needs(tmp_path, monkeypatch):
     assert "docker engine" in checks and "docker compose" in checks
     cloud = {c.name: c for c in runner(tmp_path, {"a": "pass"}, options={"environment": "daytona"}).check()}
     assert not cloud["daytona credentials"].ok and "DAYTONA_API_KEY is not set" in cloud["daytona credentials"].detail
+    assert "docker engine" not in cloud   # the containers run in the cloud, not here
     # No harbor: that FAILs, and every check that does not need it is still made (today's first FAIL hid them).
     missing = {c.name: c for c in HarborRunner(BenchmarkConfig(kind="harbor", options={
         "harbor": "no/such/harbor", "tasks": ["a"], "agent": "agent.harbor_agent", "model": "openai/gpt-5",
@@ -165,6 +166,65 @@ def test_doctor_reports_what_a_real_run_needs(tmp_path, monkeypatch):
     assert [n for n, c in missing.items() if not c.ok] == ["harbor", "harbor agent", "daytona credentials", "harbor model"]
     assert "not found" in missing["harbor"].detail and missing["harbor tasks"].detail == "1 task"
     assert "is not `package.module:Class`" in missing["harbor agent"].detail
+
+
+CLOUD = ["DAYTONA_API_KEY", "DAYTONA_JWT_TOKEN", "DAYTONA_ORGANIZATION_ID", "E2B_API_KEY", "MODAL_TOKEN_ID",
+         "MODAL_TOKEN_SECRET", "RUNLOOP_API_KEY"]
+
+
+@pytest.mark.parametrize("environment, credentials", [
+    ("daytona", {"DAYTONA_API_KEY": "dtn-test"}),
+    ("modal", {"MODAL_TOKEN_ID": "ak-test", "MODAL_TOKEN_SECRET": "as-test"}),
+    ("e2b", {"E2B_API_KEY": "e2b-test"}),
+])
+def test_a_cloud_environment_reaches_harbor_run_as_harbor_expects(tmp_path, monkeypatch, environment, credentials):
+    """The way out of one machine for Terminal-Bench: harbor's --env with as many trials at once as
+    benchmark.concurrency, and the provider's credentials in harbor's environment, from ours or from options.env."""
+    for name in CLOUD:
+        monkeypatch.delenv(name, raising=False)
+    first, *rest = credentials
+    monkeypatch.setenv(first, credentials[first])   # exported where autoharness runs
+    options = {"environment": environment, "env": {
+        **{k: credentials[k] for k in rest},          # or set in the config
+        "HARBOR_STANDIN_PLAN": str(tmp_path / "plan.json"), "HARBOR_STANDIN_LOG": str(tmp_path / "calls.jsonl"),
+        "HARBOR_STANDIN_ECHO": ",".join(CLOUD)}}
+    r = runner(tmp_path, {"a": "pass", "b": "fail"}, concurrency=32, options=options)
+    assert {c.name: c.ok for c in r.check()}[f"{environment} credentials"]
+    got = r.run(agent_dir(tmp_path), ["a", "b"], traces_dir=None)
+    assert {t: g.reward for t, g in got.items()} == {"a": 1.0, "b": 0.0}
+    call = run_call(tmp_path)
+    argv = call["argv"]
+    assert argv[argv.index("--env") + 1] == environment and argv[argv.index("--n-concurrent") + 1] == "32"
+    assert call["env"] == credentials   # every credential it needs, and no other provider's
+
+
+def test_doctor_names_the_credentials_a_cloud_environment_lacks(tmp_path, monkeypatch):
+    """What harbor's own start-up check accepts (harbor 0.24.0's environments' preflight): an API key or another
+    pair of variables for daytona, a token pair or ~/.modal.toml for modal."""
+    for name in CLOUD:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+
+    def check(environment: str, **env: str):
+        r = runner(tmp_path, {"a": "pass"}, options={"environment": environment, "env": env})
+        return next(c for c in r.check() if c.name == f"{environment} credentials")
+
+    lacking = check("daytona")
+    assert not lacking.ok and lacking.fatal
+    assert lacking.detail == ("DAYTONA_API_KEY is not set, and DAYTONA_JWT_TOKEN and DAYTONA_ORGANIZATION_ID are not "
+                              "set: harbor --env daytona needs one of these (export them, or set them in "
+                              "benchmark.options.env)")
+    assert not check("daytona", DAYTONA_JWT_TOKEN="jwt").ok    # half of a pair is not a way in
+    assert check("daytona", DAYTONA_JWT_TOKEN="jwt", DAYTONA_ORGANIZATION_ID="org").ok
+    assert check("e2b").detail.startswith("E2B_API_KEY is not set: harbor --env e2b needs it")
+    assert "there is no ~/.modal.toml" in check("modal").detail
+    (home / ".modal.toml").write_text("[default]\n")   # what `modal token new` writes
+    assert check("modal").detail == "~/.modal.toml is there"
+    assert check("runloop", RUNLOOP_API_KEY="rl").detail == "RUNLOOP_API_KEY is set"
+    assert not [c for c in runner(tmp_path, {"a": "pass"}, options={"environment": "gke"}).check()
+                if c.name.endswith("credentials")]   # a type we know nothing of: no line rather than a wrong one
 
 
 def test_agent_files_name_the_module_harbor_imports(tmp_path):
