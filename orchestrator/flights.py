@@ -57,13 +57,13 @@ class Flights:
 
     def aim(self, flight: Flight, base: int, groups: list[str]) -> int:
         """Choose the failure group (an index into `groups`, largest first) this candidate aims at: the largest
-        that no other candidate on the same best aims at, those started before it choosing first (so that the
-        choice does not depend on which finished its analysis first); else the one fewest aim at."""
+        that no other candidate in flight aims at, those started before it choosing first (so that the choice
+        does not depend on which finished its analysis first); else the one fewest aim at."""
         with self._lock:
             flight.base = base
             if not groups:
                 return -1
-            peers = [f for f in self._flying.values() if f is not flight and f.base in (base, -1)]
+            peers = [f for f in self._flying.values() if f is not flight]
             taken = Counter(f.group for f in peers if f.group)
             ahead = sum(1 for f in peers if not f.group and f.n < flight.n)  # they will take the next free ones
             free = [k for k in range(len(groups)) if not taken[groups[k]]]
