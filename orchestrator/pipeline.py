@@ -343,8 +343,10 @@ def score_test(ctx: RunContext) -> Outcome | None:
     with ctx.phases.traced(), ctx.repo.workdir(ctx.worktree_root / "final-test") as work:
         ctx.step("final:test", best.n)
         out = ctx.evaluator.evaluate(work.score(best.commit_sha), best.code_hash, ctx.splits.test, "test", label="test")
+    # Its runs are counted like an iteration's: the records hold every task run an outside count would see.
     ctx.store.put("final_test", json.dumps({"score": out.score, "n": len(out.results), "commit": best.commit_sha,
-                                            **against_baseline(ctx, out)}))
+                                            "tasks_run": out.ran, "tasks_cached": out.cached,
+                                            "bench_s": round(out.seconds, 3), **against_baseline(ctx, out)}))
     return out
 
 
