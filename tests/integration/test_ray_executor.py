@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -147,6 +148,35 @@ def test_a_lost_worker_is_an_infra_error_and_takes_its_task_along(tmp_path, addr
     assert (res.reward, res.error_class) == (None, "infra") and res.error.startswith("Ray: ")
     wait_for(lambda: not running(str(tmp_path / "bench")) or None)
     for folder in private_folders() - before:   # a killed worker cannot clean up after itself
+        shutil.rmtree(folder)
+
+
+DRIVER = """
+import sys
+from pathlib import Path
+from benchmarks.command import CommandRunner
+from benchmarks.ray_executor import RayExecutor
+from orchestrator.core.config import BenchmarkConfig
+root = Path(sys.argv[2])
+cfg = BenchmarkConfig(kind="command", task_timeout_s=600, executor="ray", address=sys.argv[1], options={
+    "cmd": [sys.executable, str(root / "bench" / "bench.py")], "tasks": ["slow"]})
+runner = CommandRunner(cfg, root)
+RayExecutor.build(cfg, runner).run(runner, root / "agent", ["slow"], None)
+"""
+
+
+def test_nothing_of_a_run_outlives_a_killed_orchestrator(tmp_path, address, bench):
+    bench()
+    before = private_folders()
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, address, str(tmp_path)],
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    try:
+        wait_for(lambda: running(str(tmp_path / "bench")))
+    finally:
+        driver.kill()
+        driver.wait()
+    wait_for(lambda: not running(str(tmp_path / "bench")) or None)   # Ray ends a dead driver's workers
+    for folder in private_folders() - before:
         shutil.rmtree(folder)
 
 
