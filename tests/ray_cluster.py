@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,8 +78,9 @@ def _stop(head: subprocess.Popen) -> None:
 
 
 def ray_overhead_figures(root: Path) -> None:
-    """Prints the ms per task run of the bundled example on the local pool and on a local Ray cluster (one run
-    at a time, then `concurrency` at once): the difference is what Ray adds to each run."""
+    """Prints the ms per task run of the bundled example on the local pool and on a local Ray cluster: one run at
+    a time, local and Ray in turn so that a load that comes and goes weighs on both (medians), then `concurrency`
+    runs at once (the pool's threads). The difference is what Ray adds to each run."""
     from benchmarks.command import CommandRunner
     from benchmarks.ray_executor import RayExecutor
     from orchestrator.core.config import load_config
@@ -89,23 +91,32 @@ def ray_overhead_figures(root: Path) -> None:
     runner = CommandRunner(cfg, config.parent)
     agent = root / "target"
     tasks = [*cfg.split.train, *cfg.split.val, *cfg.split.test]
-    local = _ms_per_run(lambda t: runner.run(agent, [t], traces_dir=None), tasks, cfg.concurrency)
     with local_head(num_cpus=cfg.concurrency) as address:
         executor = RayExecutor.build(cfg.model_copy(update={"executor": "ray", "address": address}), runner)
-        _ms_per_run(lambda t: executor.run(runner, agent, [t], None), tasks, cfg.concurrency)  # workers started
-        on_ray = _ms_per_run(lambda t: executor.run(runner, agent, [t], None), tasks, cfg.concurrency)
-    for i, how in enumerate(("one at a time", f"{cfg.concurrency} at once")):
-        print(f"Ray pool, the example's {len(tasks)} task runs {how}: local {local[i]:.1f} ms a run, "
-              f"Ray {on_ray[i]:.1f} ms a run (+{on_ray[i] - local[i]:.1f} ms)")
+        runs = {"local": lambda t: runner.run(agent, [t], traces_dir=None),
+                "Ray": lambda t: executor.run(runner, agent, [t], None)}
+        _at_once(runs["Ray"], tasks, cfg.concurrency)   # its workers started, the candidate shipped
+        one = {how: [] for how in runs}
+        for t in tasks:
+            for how, run in runs.items():
+                one[how].append(_ms(run, t))
+        many = {how: _at_once(run, tasks, cfg.concurrency) for how, run in runs.items()}
+    local, ray = statistics.median(one["local"]), statistics.median(one["Ray"])
+    added = statistics.median(r - loc for loc, r in zip(one["local"], one["Ray"], strict=True))
+    print(f"Ray pool, the example's {len(tasks)} tasks one at a time: local {local:.0f} ms a run, Ray {ray:.0f} ms "
+          f"(median of the differences +{added:.0f} ms); {cfg.concurrency} at once: local {many['local']:.0f} ms a "
+          f"run, Ray {many['Ray']:.0f} ms")
 
 
-def _ms_per_run(run: Callable[[str], object], tasks: list[str], concurrency: int) -> tuple[float, float]:
-    """Wall ms per task run, one at a time and `concurrency` at once (the pool's threads)."""
+def _ms(run: Callable[[str], object], task: str) -> float:
     start = time.perf_counter()
-    for t in tasks:
-        run(t)
-    serial = (time.perf_counter() - start) * 1000 / len(tasks)
+    run(task)
+    return (time.perf_counter() - start) * 1000
+
+
+def _at_once(run: Callable[[str], object], tasks: list[str], concurrency: int) -> float:
+    """Wall ms per task run with `concurrency` runs at once."""
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(run, tasks))
-    return serial, (time.perf_counter() - start) * 1000 / len(tasks)
+    return (time.perf_counter() - start) * 1000 / len(tasks)
