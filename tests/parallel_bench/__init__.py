@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from tests.toy import Toy, init_repo, write_toy
@@ -77,23 +78,25 @@ def make_parallel(root: Path, queue: list[str], *, parallel: int, delays: dict[i
 
 # -- what the tests read back ------------------------------------------------------------------------------
 
-def db(toy: Toy) -> sqlite3.Connection:
-    conn = sqlite3.connect(toy.workspace / "state.db")
-    conn.row_factory = sqlite3.Row
-    return conn
+def query(toy: Toy, sql: str, *args: object) -> list[sqlite3.Row]:
+    """Rows of the workspace's state.db, read-only (beside a running daemon too)."""
+    uri = f"{(toy.workspace / 'state.db').as_uri()}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, timeout=30)) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(sql, args).fetchall()
 
 
 def events(toy: Toy, *kinds: str) -> list[dict]:
     """The store's events of these kinds, in the order they were written, with their data parsed."""
     marks = ",".join("?" * len(kinds))
-    rows = db(toy).execute(f"SELECT id, kind, iteration, message, data FROM events WHERE kind IN ({marks}) "
-                           "ORDER BY id", kinds).fetchall()
+    rows = query(toy, f"SELECT id, kind, iteration, message, data FROM events WHERE kind IN ({marks}) ORDER BY id",
+                 *kinds)
     return [{**dict(r), "data": json.loads(r["data"] or "{}")} for r in rows]
 
 
 def decided(toy: Toy) -> dict[int, sqlite3.Row]:
     """The recorded iterations by number, the baseline included."""
-    return {r["n"]: r for r in db(toy).execute("SELECT * FROM iterations ORDER BY n")}
+    return {r["n"]: r for r in query(toy, "SELECT * FROM iterations ORDER BY n")}
 
 
 def tip_file(toy: Toy, rel: str) -> str:
