@@ -24,6 +24,7 @@ from orchestrator.evaluate import Evaluator, Progress, code_hash
 from orchestrator.flights import Flights
 from orchestrator.gitops import TargetRepo
 from orchestrator.logs import Phases
+from orchestrator.pool import TaskPool, build_executor
 from orchestrator.splits import Splits, load_or_freeze, make_splits
 from orchestrator.store import Store
 
@@ -44,8 +45,10 @@ class RunContext:
             self.cfg.benchmark, self.cfg.config_dir)
         _ = self.agent  # built now, so a bad backend table is one line before any work, not after the baseline
         self.flights = Flights(self.cfg.loop.parallel)
+        # One pool of `concurrency` slots for every run of every candidate in flight.
+        self.pool = TaskPool(self.cfg.benchmark.concurrency, build_executor(self.cfg.benchmark, self.runner))
         self.evaluator = Evaluator(self.runner, self.store, self.ws.traces_train, self.cfg.benchmark,
-                                   self.on_progress, self.cancel)
+                                   self.on_progress, self.cancel, self.pool)
         # Worktrees live outside the workspace and the target: one folder per workspace.
         key = hashlib.sha256(str(self.ws.root).encode()).hexdigest()[:12]
         self.worktree_root = Path(tempfile.gettempdir()) / "autoharness-worktrees" / key
@@ -105,6 +108,7 @@ class RunContext:
                              mounts=[resolve_path(cfg, p) for p in cfg.backend.sandbox_mounts])
 
     def close(self) -> None:
+        self.pool.close()
         self.store.close()
         for folder in (self.worktree_root, self.worktree_root.parent):
             try:

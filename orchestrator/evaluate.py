@@ -2,16 +2,20 @@
 
 Results are keyed by the content hash of the editable files (plus the benchmark settings), so the
 same code is never benchmarked twice. For val and test only the reward and an error class are kept.
-The benchmark's files are checked unchanged around every run of it: a change ends the night, loudly.
+The benchmark's files are checked unchanged around every call that runs it: a change ends the night, loudly.
+Every run goes through the one task pool (orchestrator/pool.py) that all candidates in flight share.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from orchestrator.console import ProgressFn as Progress
@@ -19,8 +23,10 @@ from orchestrator.core.cancel import Cancellation
 from orchestrator.core.config import BenchmarkConfig
 from orchestrator.core.contracts import BenchmarkRunner, TaskResult
 from orchestrator.core.errors import BenchmarkChanged, BenchmarkFailed
+from orchestrator.core.files import file_signature
 from orchestrator.core.words import count
 from orchestrator.guard import is_editable
+from orchestrator.pool import LocalExecutor, TaskPool
 from orchestrator.store import Store, StoredResult
 
 CONTEXT_DIR = ".autoharness"  # the prompt's context folder inside a worktree; never part of the code
@@ -38,28 +44,6 @@ def code_hash(entries: list[tuple[str, str]], editable: list[str], bench: Benchm
         if is_editable(path, editable):
             h.update(f"{path}\0{blob}\0".encode())
     return h.hexdigest()
-
-
-def file_signature(folders: Iterable[Path], skip: Iterable[Path] = ()) -> dict[str, tuple[int, ...]]:
-    """Every file and folder under `folders` (but `skip`) by its stat: type, size, inode, mtime and ctime.
-
-    Cheap on big data folders (no file is read), and a write cannot hide: user space can reset a file's
-    mtime but not its ctime, and a folder's times change when an entry is added, removed or renamed."""
-    skipped = {p.resolve() for p in skip}
-    roots = sorted({f.resolve() for f in folders}, key=lambda p: len(p.parts))
-    sig: dict[str, tuple[int, ...]] = {}
-    for root in roots:
-        if any(root.is_relative_to(r) for r in skipped) or str(root) in sig:
-            continue  # ours, or already walked as part of a parent
-        for top, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if Path(top, d) not in skipped]
-            for path in [top, *(os.path.join(top, n) for n in dirs + files)]:
-                try:
-                    st = os.lstat(path)
-                except FileNotFoundError:
-                    continue
-                sig[path] = (st.st_mode, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-    return sig
 
 
 def changed_paths(before: dict[str, tuple[int, ...]], after: dict[str, tuple[int, ...]]) -> list[str]:
@@ -118,92 +102,247 @@ class Outcome:
 StopRule = Callable[[Outcome, list[str]], bool]
 
 
+def _settle(futures: list[Future]) -> None:
+    """Wait for every job; at the first that failed, cancel the queued rest, wait for the running, raise its error."""
+    wait(futures, return_when=FIRST_EXCEPTION)
+    failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception() is not None), None)
+    if failed is None:
+        return
+    for f in futures:
+        f.cancel()
+    wait(futures)
+    raise failed.exception()
+
+
+class _Call:
+    """One evaluate() call while its runs are in the pool: its progress count, the benchmark's files as they were
+    before its first run, and the samples that landed, stored together once those files are found unchanged."""
+
+    def __init__(self, show: Progress | None, label: str, total: int, counted: int):
+        self.show, self.label, self.total = show, label, total
+        self.counted = self.done = counted   # samples that count towards `total`; done adds a batch's reports
+        self.lock = threading.Lock()
+        self.fresh: list[StoredResult] = []
+        self.tasks: set[str] = set()         # the tasks it ran
+        self.before: dict[str, tuple[int, ...]] | None = None
+
+    def landed(self, n: int = 1) -> None:
+        with self.lock:
+            self.counted += n
+            self.done = self.counted
+            self._show()
+
+    def reported(self, _task: str = "") -> None:
+        """A batch runner said one task of the batch is done (its result lands with the batch)."""
+        with self.lock:
+            self.done += 1
+            self._show()
+
+    def _show(self) -> None:
+        if self.show:
+            self.show(self.label, min(self.done, self.total), self.total)
+
+
+class _Pass:
+    """One draw of a per-task runner's tasks, each task one pool job. A result lands in its job's thread before
+    the job frees its slots, so the stop rule is checked, and our queued rest cancelled, before that slot can
+    start another of our runs: at one slot the runs are exactly those of a check between tasks."""
+
+    def __init__(self, out: Outcome, stop: StopRule | None, todo: list[str]):
+        self.out, self.stop = out, stop
+        self.left = dict.fromkeys(todo)      # not landed yet, in queue order
+        self.futures: dict[str, Future] = {}
+        self.ran: set[str] = set()
+        self.stopped = False
+        self.lock = threading.Lock()
+
+    def queued(self) -> bool:
+        """Whether a run of ours has yet to start: with none, a stop would save nothing, so the full results
+        decide. The pool is FIFO, so the running ones come first in `left` and the scan is short."""
+        return any(not f.running() and not f.done() for f in map(self.futures.__getitem__, self.left))
+
+
+class _Reports:
+    """A batch runner's reports of single tasks (its `on_result`), passed to the call whose batch holds the task.
+    Only progress rides on them, so a task in two calls' batches at once may tick the wrong one for a while."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: list[tuple[set[str], Callable[[str], None]]] = []
+
+    @contextmanager
+    def watch(self, tasks: list[str], tick: Callable[[str], None]) -> Iterator[None]:
+        entry = (set(tasks), tick)
+        with self._lock:
+            self._open.append(entry)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._open.remove(entry)
+
+    def report(self, task_id: str, _result: TaskResult) -> None:
+        with self._lock:
+            hit = next((e for e in self._open if task_id in e[0]), None)
+            if hit is not None:
+                hit[0].discard(task_id)
+        if hit is not None:
+            hit[1](task_id)
+
+
 class Evaluator:
+    """Safe to call from several threads at once: every run goes through the one task pool, and a call on code
+    that another call is scoring waits for it, then finds its results in the cache."""
+
     def __init__(self, runner: BenchmarkRunner, store: Store, traces_root: Path, config: BenchmarkConfig,
-                 on_progress: Progress | None = None, cancel: Cancellation | None = None):
+                 on_progress: Progress | None = None, cancel: Cancellation | None = None,
+                 pool: TaskPool | None = None):
         self.runner = runner
         self.cancel = cancel or Cancellation()
         self.store = store
         self.traces_root = traces_root
         self.config = config
         self.on_progress = on_progress
+        self.pool = pool or TaskPool(config.concurrency, LocalExecutor())
         # The records are ours: a held-out run may not write them, and they are not the benchmark's files.
         self.records = store.path.parent
         runner.protected = [self.records]
+        self._reports = _Reports()
+        runner.on_result = self._reports.report
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     def evaluate(self, agent_dir: Path, chash: str, task_ids: list[str], split: str,
                  stop: StopRule | None = None, label: str = "", draws: int = 1, purpose: str = "",
                  eligible: tuple[str, ...] | None = None) -> Outcome:
         """Make sure every task has `draws` samples of this code (counting only those drawn for one of
         `eligible` purposes, if given), running what is missing one draw at a time; stop early when told."""
-        out = Outcome()
         t0 = time.monotonic()
+        with self._hold(chash):  # two candidates gated against one best share its draws instead of both running
+            out = self._evaluate(agent_dir, chash, task_ids, split, stop, label, draws, purpose, eligible)
+        out.seconds = time.monotonic() - t0
+        return out
+
+    @contextmanager
+    def _hold(self, chash: str) -> Iterator[None]:
+        with self._locks_lock:
+            lock = self._locks.setdefault(chash, threading.Lock())
+        with lock:
+            yield
+
+    def _evaluate(self, agent_dir: Path, chash: str, task_ids: list[str], split: str, stop: StopRule | None,
+                  label: str, draws: int, purpose: str, eligible: tuple[str, ...] | None) -> Outcome:
+        out = Outcome()
         out.samples = self.store.samples(chash, task_ids, eligible)
         out.results = {t: ss[0] for t, ss in out.samples.items()}
         out.cached = sum(min(len(ss), draws) for ss in out.samples.values())
         traces = self.traces_root / chash[:16] if split == "train" else None
         if traces is not None:
             traces.mkdir(parents=True, exist_ok=True)
-        total = len(task_ids) * draws
-        done = [out.cached]     # draws that count towards `total`, bumped by the runner's ticks in between
-        counted = out.cached
-
-        def tick(_task: str, _res: TaskResult) -> None:
-            done[0] += 1
-            if self.on_progress:
-                self.on_progress(label or split, min(done[0], total), total)
-
-        self.runner.on_result = tick
+        call = _Call(self.on_progress, label or split, len(task_ids) * draws, out.cached)
+        run = self._per_task if self.runner.per_task else self._batches
         try:
             for draw in range(draws):
                 todo = [t for t in task_ids if len(out.samples.get(t, ())) <= draw]
-                chunk = self.config.concurrency if stop else max(len(todo), 1)
-                while todo:
-                    if stop and stop(out, todo):
-                        out.skipped, out.stopped_early = len(todo), True
-                        break
-                    batch, todo = todo[:chunk], todo[chunk:]
-                    self.cancel.check()
-                    fresh, ran = self._run_with_retries(agent_dir, batch, traces, split)
-                    self.cancel.check()  # a batch cut short by a cancel is not a result: nothing of it is cached
-                    out.ran += ran
-                    for s in self.store.add_samples(chash, [self._keep(t, split, fresh[t]) for t in batch], purpose):
-                        out.samples.setdefault(s.task_id, []).append(s)
-                        out.results.setdefault(s.task_id, s)
-                    # Each task of the batch lacked this draw and now has it: one more that counts, no recount.
-                    counted += len(batch)
-                    done[0] = counted
-                    if self.on_progress:
-                        self.on_progress(label or split, done[0], total)
+                if not todo:
+                    continue
+                if stop and stop(out, todo):
+                    out.skipped, out.stopped_early = len(todo), True
+                    break
+                self.cancel.check()
+                if call.before is None:  # once a call, not once a run: a walk of big data folders costs
+                    call.before = self._signature()
+                call.tasks.update(todo)
+                run(call, out, todo, stop, agent_dir, traces, split)
                 if out.stopped_early:
                     break
         finally:
-            self.runner.on_result = None
+            if call.before is not None:
+                self._check_unchanged(call.before, split, sorted(call.tasks))
+            if call.fresh:
+                self.store.add_samples(chash, call.fresh, purpose)
+        self.cancel.check()  # what landed before a cancel is kept; the runs it cut short never land
         if traces is not None and not any(traces.iterdir()):
             traces.rmdir()
-        out.seconds = time.monotonic() - t0
         return out
 
-    def _run_with_retries(self, agent_dir: Path, batch: list[str], traces: Path | None,
-                          split: str) -> tuple[dict[str, TaskResult], int]:
+    def _per_task(self, call: _Call, out: Outcome, todo: list[str], stop: StopRule | None, agent_dir: Path,
+                  traces: Path | None, split: str) -> None:
+        """Every task its own pool job, all queued at once; the stop rule is checked as each result lands."""
+        p = _Pass(out, stop, todo)
+        slots = min(self.config.trials, self.pool.slots)  # a task's trials run at once
+        with p.lock:  # a stop decided by the first landing must see every future to cancel
+            for t in todo:
+                p.futures[t] = self.pool.submit(partial(self._task_job, call, p, agent_dir, t, traces, split), slots)
+        _settle(list(p.futures.values()))
+        if p.stopped:
+            out.skipped, out.stopped_early = len(todo) - len(p.ran), True
+
+    def _task_job(self, call: _Call, p: _Pass, agent_dir: Path, task: str, traces: Path | None, split: str) -> None:
+        if p.stopped or self.cancel.requested:  # started as the stop was decided: not run, so skipped
+            return
+        got, runs = self._run_with_retries(agent_dir, [task], traces)
+        with p.lock:
+            del p.left[task]
+            p.ran.add(task)
+            p.out.ran += runs
+            if self.cancel.requested:  # maybe cut short by it: not a result
+                return
+            sample = self._keep(task, split, got[task])
+            call.fresh.append(sample)
+            if p.stopped:  # ran on after the stop: cached, but not part of the outcome
+                return
+            p.out.samples.setdefault(task, []).append(sample)
+            p.out.results.setdefault(task, sample)
+            call.landed()
+            if p.stop and p.queued() and p.stop(p.out, list(p.left)):
+                p.stopped = True
+                for t in p.left:
+                    p.futures[t].cancel()  # the queued ones; a running one lands after the stop
+
+    def _batches(self, call: _Call, out: Outcome, todo: list[str], stop: StopRule | None, agent_dir: Path,
+                 traces: Path | None, split: str) -> None:
+        """A batch runner runs its own processes for a whole batch: one pool job a batch, as many as `concurrency`
+        tasks when there is a stop rule to check between batches, else all of them."""
+        chunk = self.config.concurrency if stop else len(todo)
+        while todo:
+            batch, todo = todo[:chunk], todo[chunk:]
+            job = partial(self._batch_job, call, agent_dir, batch, traces)
+            got, runs = self.pool.submit(job, min(len(batch), self.pool.slots)).result()
+            self.cancel.check()  # a batch cut short by a cancel is not a result: nothing of it is kept
+            out.ran += runs
+            for t in batch:
+                sample = self._keep(t, split, got[t])
+                call.fresh.append(sample)
+                out.samples.setdefault(t, []).append(sample)
+                out.results.setdefault(t, sample)
+            call.landed(len(batch))
+            if todo and stop and stop(out, todo):
+                out.skipped, out.stopped_early = len(todo), True
+                return
+
+    def _batch_job(self, call: _Call, agent_dir: Path, batch: list[str],
+                   traces: Path | None) -> tuple[dict[str, TaskResult], int]:
+        with self._reports.watch(batch, call.reported):
+            return self._run_with_retries(agent_dir, batch, traces)
+
+    def _run_with_retries(self, agent_dir: Path, tasks: list[str],
+                          traces: Path | None) -> tuple[dict[str, TaskResult], int]:
         results: dict[str, TaskResult] = {}
-        pending, ran = list(batch), 0
+        pending, ran = list(tasks), 0
         for _ in range(self.config.infra_retries + 1):
-            before = self._signature()
             try:
-                got = self.runner.run(agent_dir, pending, traces_dir=traces)
+                got = self.pool.executor.run(self.runner, agent_dir, pending, traces)
             except BenchmarkFailed:
                 raise
             except Exception as exc:  # the benchmark died as a whole: every pending task is an infra error
                 got = {t: TaskResult(None, error=f"benchmark crashed: {type(exc).__name__}: {exc}", error_class="crash")
                        for t in pending}
-            finally:
-                self._check_unchanged(before, split, pending)
             ran += len(pending) * self.config.trials
             for t in pending:
                 results[t] = got.get(t) or TaskResult(None, error="no result from the benchmark", error_class="missing")
             pending = [t for t in pending if results[t].reward is None]
-            if not pending:
+            if not pending or self.cancel.requested:  # no retry of a run a cancel cut short
                 break
         return results, ran
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -151,6 +152,9 @@ class Store:
     def __init__(self, path: Path, *, readonly: bool = False):
         """`readonly` is for readers beside a running daemon (status, report): no schema, no writes."""
         self.path = path
+        # One connection for every thread of the run (candidates in flight, the task pool's landings): each use
+        # of it holds this lock, and a transaction holds it throughout, so two threads' statements never mix.
+        self._lock = threading.RLock()
         if readonly:
             self.conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
                                         check_same_thread=False)
@@ -165,7 +169,7 @@ class Store:
 
     def _upgrade(self) -> None:
         """A workspace from before samples: its results become draw 0 of each code version and task."""
-        cols = {r[1] for r in self.conn.execute("PRAGMA table_info(results)").fetchall()}
+        cols = {r[1] for r in self._all("PRAGMA table_info(results)")}
         if not cols or "draw" in cols:
             return
         with self.tx() as c:
@@ -177,26 +181,40 @@ class Store:
             c.execute("DROP TABLE results_v1")
 
     def close(self) -> None:
-        self.conn.close()
+        with self._lock:
+            self.conn.close()
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self.conn.execute(sql, params)
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self.conn.execute(sql, params).fetchone()
 
     # -- runs ------------------------------------------------------------------------------------------
     def start_run(self, config_hash: str) -> int:
-        cur = self.conn.execute(
+        cur = self._exec(
             "INSERT INTO runs (started_at, config_hash) VALUES (?, ?)", (time.time(), config_hash))
         return int(cur.lastrowid)
 
     def finish_run(self, run_id: int, reason: str) -> None:
-        self.conn.execute("UPDATE runs SET finished_at=?, stop_reason=? WHERE id=?", (time.time(), reason, run_id))
+        self._exec("UPDATE runs SET finished_at=?, stop_reason=? WHERE id=?", (time.time(), reason, run_id))
 
     # -- iterations ------------------------------------------------------------------------------------
     def record_iteration(self, rec: IterationRecord, kv: dict[str, str] | None = None) -> None:
@@ -211,31 +229,36 @@ class Store:
                 c.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
 
     def iterations(self) -> list[IterationRecord]:
-        rows = self.conn.execute("SELECT * FROM iterations ORDER BY n").fetchall()
+        rows = self._all("SELECT * FROM iterations ORDER BY n")
         return [_record(r) for r in rows]
 
     def iteration(self, n: int) -> IterationRecord | None:
-        row = self.conn.execute("SELECT * FROM iterations WHERE n=?", (n,)).fetchone()
+        row = self._one("SELECT * FROM iterations WHERE n=?", (n,))
         return _record(row) if row else None
 
     def next_iteration(self) -> int:
-        row = self.conn.execute("SELECT MAX(n) FROM iterations").fetchone()
+        row = self._one("SELECT MAX(n) FROM iterations")
         return 0 if row[0] is None else int(row[0]) + 1
+
+    def free_iteration(self, taken: set[int]) -> int:
+        """The lowest n >= 1 neither recorded nor `taken` (in flight): after a crash, the holes it left first."""
+        recorded = {int(r[0]) for r in self._all("SELECT n FROM iterations WHERE n >= 1")}
+        n = 1
+        while n in recorded or n in taken:
+            n += 1
+        return n
 
     def best(self) -> IterationRecord | None:
         """The last accepted iteration, or the baseline: the last decided (with candidates in flight, iteration 7
         may be accepted before 5 is, on top of it)."""
-        row = self.conn.execute(
-            "SELECT * FROM iterations WHERE decision IN ('baseline', 'accepted') ORDER BY decided_at DESC, n DESC "
-            "LIMIT 1"
-        ).fetchone()
+        row = self._one("SELECT * FROM iterations WHERE decision IN ('baseline', 'accepted') "
+                        "ORDER BY decided_at DESC, n DESC LIMIT 1")
         return _record(row) if row else None
 
     def spend_usd(self) -> float:
         """Every proposal's cost, recorded when it returned: redone iterations count each time they spent."""
-        row = self.conn.execute(
-            "SELECT COALESCE(SUM(json_extract(data, '$.cost_usd')), 0) FROM events WHERE kind='proposal'"
-        ).fetchone()
+        row = self._one(
+            "SELECT COALESCE(SUM(json_extract(data, '$.cost_usd')), 0) FROM events WHERE kind='proposal'")
         return float(row[0])
 
     # -- task results (the benchmark cache) ------------------------------------------------------------
@@ -246,11 +269,11 @@ class Store:
         only = f" AND purpose IN ({', '.join('?' * len(purposes))})" if purposes else ""
         for chunk in range(0, len(task_ids), 500):
             ids = task_ids[chunk : chunk + 500]
-            rows = self.conn.execute(
+            rows = self._all(
                 f"SELECT task_id, split, reward, error_class, error, duration_s, cost_usd, draw, purpose FROM results "
                 f"WHERE code_hash=? AND task_id IN ({', '.join('?' * len(ids))}){only} ORDER BY task_id, draw",
                 [code_hash, *ids, *(purposes or ())],
-            ).fetchall()
+            )
             for r in rows:
                 out.setdefault(r["task_id"], []).append(StoredResult(**dict(r)))
         return out
@@ -262,9 +285,9 @@ class Store:
     def fresh_mean(self, code_hash: str, split: str = "val") -> float | None:
         """The mean over tasks of a version's draws made after it was chosen: its score without the luck that
         chose it (None before any such draw)."""
-        rows = self.conn.execute(
+        rows = self._all(
             f"SELECT task_id, AVG(reward) FROM results WHERE code_hash=? AND split=? AND reward IS NOT NULL "
-            f"AND purpose IN ({', '.join('?' * len(FRESH))}) GROUP BY task_id", (code_hash, split, *FRESH)).fetchall()
+            f"AND purpose IN ({', '.join('?' * len(FRESH))}) GROUP BY task_id", (code_hash, split, *FRESH))
         return sum(r[1] for r in rows) / len(rows) if rows else None
 
     def add_samples(self, code_hash: str, results: list[StoredResult], purpose: str = "") -> list[StoredResult]:
@@ -285,26 +308,26 @@ class Store:
 
     def forget(self, code_hash: str) -> None:
         """Drop every sample of `code_hash`: results no one may reuse (a benchmark that could not judge them)."""
-        self.conn.execute("DELETE FROM results WHERE code_hash=?", (code_hash,))
+        self._exec("DELETE FROM results WHERE code_hash=?", (code_hash,))
 
     # -- events and key/values -------------------------------------------------------------------------
     def event(self, kind: str, message: str, iteration: int | None = None, **data: Any) -> None:
-        self.conn.execute(
+        self._exec(
             "INSERT INTO events (ts, iteration, kind, message, data) VALUES (?, ?, ?, ?, ?)",
             (time.time(), iteration, kind, message, json.dumps(data, default=str)),
         )
 
     def events(self, kind: str | None = None) -> list[sqlite3.Row]:
         if kind:
-            return self.conn.execute("SELECT * FROM events WHERE kind=? ORDER BY id", (kind,)).fetchall()
-        return self.conn.execute("SELECT * FROM events ORDER BY id").fetchall()
+            return self._all("SELECT * FROM events WHERE kind=? ORDER BY id", (kind,))
+        return self._all("SELECT * FROM events ORDER BY id")
 
     def get(self, key: str, default: str | None = None) -> str | None:
-        row = self.conn.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
+        row = self._one("SELECT value FROM kv WHERE key=?", (key,))
         return row[0] if row else default
 
     def put(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+        self._exec("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
 
     # -- results.tsv -----------------------------------------------------------------------------------
     def write_tsv(self, path: Path) -> None:

@@ -116,6 +116,10 @@ class BenchmarkRunner(ABC):
     """Built with the `[benchmark]` table and the folder relative paths in options are resolved against."""
 
     starter: ClassVar[Starter | None] = None   # what `autoharness init --benchmark KIND` writes
+    # True when `run` starts one process (or more) per task and so costs the same run one task a call: the task
+    # pool then hands it one task a job and checks the early stops as each result lands. False for a runner
+    # whose one call starts a process for the whole batch (it gets batches, as many tasks as it can run at once).
+    per_task: ClassVar[bool] = False
 
     def __init__(self, config: BenchmarkConfig, config_dir: Path):
         self.config = config
