@@ -10,12 +10,16 @@ import json
 import os
 import threading
 import time
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from orchestrator.core.workspace import write_json
 
 STALE_AFTER_S = 120.0
+# The iteration whose phase this thread entered last; the task pool runs its jobs in their submitter's context,
+# so a job's progress is counted for the iteration that asked for it.
+_RUNNING: ContextVar[int | None] = ContextVar("autoharness_iteration", default=None)
 PROGRESS_EVERY_S = 1.0   # a benchmark pass reports every task; the file is rewritten at most this often for it
 
 
@@ -27,7 +31,6 @@ class Heartbeat:
                                       "phase": "starting", "iteration": None, "since": time.time(), "progress": None,
                                       "in_flight": []}
         self._flight: dict[int, dict[str, Any]] = {}   # iteration -> its entry of `in_flight`
-        self._mine = threading.local()                  # the iteration whose phase this thread entered last
         self._lock = threading.Lock()
         self._writing = threading.Lock()
         self._done = threading.Event()
@@ -61,17 +64,18 @@ class Heartbeat:
                 if iteration is not None and not final and not name.startswith("baseline"):
                     entry = self._flight.setdefault(iteration, {"iteration": iteration, "started": now})
                     entry.update(fields, phase=name, since=now, progress=None)
-                    self._mine.iteration = iteration
+                    _RUNNING.set(iteration)
             self._publish()
         self._write()
 
     def progress(self, label: str, done: int, total: int, iteration: int | None = None) -> None:
         """A benchmark pass's count (`status` shows it): kept at once, written at most every second. It belongs
-        to `iteration`, else to the one this thread runs, else to the only one in flight."""
+        to `iteration`, else to the one this thread (or the task pool job's submitter) runs, else to the only
+        one in flight."""
         report = {"label": label, "done": done, "total": total}
         with self._lock:
             self.state["progress"] = report
-            n = iteration if iteration is not None else getattr(self._mine, "iteration", None)
+            n = iteration if iteration is not None else _RUNNING.get()
             entry = self._flight.get(n) if n is not None else None
             if entry is None and len(self._flight) == 1:
                 entry = next(iter(self._flight.values()))
@@ -96,8 +100,8 @@ class Heartbeat:
     def _leave(self, iteration: int | None) -> None:
         if iteration is not None:
             self._flight.pop(iteration, None)
-        if getattr(self._mine, "iteration", None) == iteration:
-            self._mine.iteration = None
+        if _RUNNING.get() == iteration:
+            _RUNNING.set(None)
 
     def _publish(self) -> None:
         """`in_flight` from the entries, oldest iteration first (under the lock; the writer copies it whole)."""

@@ -1,19 +1,21 @@
 """The task pool: every benchmark run of every candidate in flight goes through one FIFO queue of
 `benchmark.concurrency` slots, so K candidates never load the benchmark (or its API quota) K times over.
 
-A job holds its slots (one for a task; several for a task's trials or a batch runner's batch) from its start
-to its end. The head of the queue waits until enough slots are free: no job overtakes another, so each
-caller's cheapest-first order holds. A queued job is cancelled through its Future's `cancel()`; a running
-one finishes. Where the runs happen is the executor's business: processes here, or tasks on a Ray cluster.
+A job runs in a thread of the pool's and holds its slots (one for a task; several for a task's trials or a
+batch runner's batch) from its start to its end. The head of the queue waits until enough slots are free: no
+job overtakes another, so each caller's cheapest-first order holds. A queued job is cancelled through its
+Future's `cancel()`; a running one finishes. Where the runs happen is the executor's business: processes
+here, or tasks on a Ray cluster.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,6 +59,9 @@ class _Job:
     slots: int
     future: Future = field(default_factory=Future)
     start: float = 0.0
+    # The submitter's context, which the job runs in: its thread sees what the caller's sees (the iteration the
+    # heartbeat counts the job's progress for).
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 class TaskPool:
@@ -64,6 +69,9 @@ class TaskPool:
         if slots < 1:
             raise ValueError(f"a task pool needs at least one slot, not {slots}")
         self.slots, self.executor = slots, executor
+        # Jobs run in reused threads (a thread started per job costs more than a quick task's bookkeeping); no
+        # more than `slots` jobs run at once, so no more threads are needed.
+        self._threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="task-pool")
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._queue: deque[_Job] = deque()
@@ -111,6 +119,7 @@ class TaskPool:
             job.future.cancel()
         with self._idle:
             self._idle.wait_for(lambda: not self._running)
+        self._threads.shutdown()
         close = getattr(self.executor, "close", None)
         if close is not None:
             close()
@@ -141,11 +150,11 @@ class TaskPool:
 
     def _start(self, jobs: list[_Job]) -> None:
         for job in jobs:
-            threading.Thread(target=self._run, args=(job,), name="task-pool", daemon=True).start()
+            self._threads.submit(self._run, job)
 
     def _run(self, job: _Job) -> None:
         try:
-            result, error = job.fn(), None
+            result, error = job.context.run(job.fn), None
         except BaseException as exc:  # handed to whoever waits on the future, as concurrent.futures does
             result, error = None, exc
         with self._lock:

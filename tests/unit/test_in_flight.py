@@ -15,6 +15,7 @@ import structlog
 from orchestrator import heartbeat
 from orchestrator.heartbeat import Heartbeat
 from orchestrator.logs import LOG_FILE, LOGGER, Phases, configure_logging
+from orchestrator.pool import LocalExecutor, TaskPool
 
 GROUPS = {5: "[crash] KeyError in eval.py:lookup", 6: "[wrong answer] off by one", 7: "[timeout] slow tool"}
 
@@ -134,3 +135,23 @@ def test_an_older_heartbeat_names_its_one_iteration():
     assert heartbeat.in_flight_iterations({"phase": "waiting", "iteration": None}) == []
     assert heartbeat.cancelled({"phase": "gate", "iteration": 3, "in_flight": []}) == "iteration 3"
     assert heartbeat.cancelled({"phase": "baseline:val", "iteration": 0}) == "the baseline"
+
+
+def test_a_task_pool_job_counts_for_the_iteration_that_queued_it(tmp_path):
+    """The task pool runs each job in a thread of its own: its progress still goes to its caller's iteration."""
+    beat = Heartbeat(tmp_path / "heartbeat.json", refresh_s=3600)
+    pool = TaskPool(2, LocalExecutor())
+    queued = threading.Barrier(2)   # both in flight before either counts: neither is the only one
+
+    def worker(n: int) -> None:
+        beat.phase("gate", n)
+        queued.wait()
+        pool.submit(lambda: beat.progress("val", n, 9)).result()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in (8, 9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pool.close()
+    assert [(e["iteration"], e["progress"]["done"]) for e in beat.state["in_flight"]] == [(8, 8), (9, 9)]
