@@ -210,8 +210,11 @@ class CommandRunner(BenchmarkRunner):
         each task's last trial ends."""
         jobs = [t for t in task_ids for _ in range(self.config.trials)]
         trials: dict[str, list[TaskResult]] = {t: [] for t in task_ids}
-        with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-            for task_id, result in pool.map(lambda t: (t, one(t)), jobs):
+        workers = min(self.config.concurrency, len(jobs))
+        with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+            # One run at a time (the task pool's usual job: one task, one trial) needs no thread of its own.
+            done = map if workers <= 1 else pool.map
+            for task_id, result in done(lambda t: (t, one(t)), jobs):
                 trials[task_id].append(result)
                 if len(trials[task_id]) == self.config.trials:
                     self.report(task_id, mean_of_trials(trials[task_id]))
