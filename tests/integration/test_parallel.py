@@ -81,11 +81,12 @@ def test_a_conflicting_candidate_is_recorded_as_conflict(tmp_path):
     assert rows[1]["decision"] == "accepted"
     conflict = rows[2]
     assert (conflict["decision"], conflict["stage"]) == ("rejected", "conflict")
-    assert conflict["reason"].startswith("conflict:")
+    assert "does not apply to iteration 1" in conflict["reason"]
     assert conflict["commit_sha"] == ""
     diff = (toy.workspace / "iterations" / "2" / "diff.patch").read_text()
     assert "+ENABLED = not False" in diff  # kept for the learnings
-    assert tsv(toy)[2]["decision"] == "rejected"
+    row = tsv(toy)[2]
+    assert row["decision"] == "rejected" and row["reason"].startswith("conflict: ")  # the stage, then its reason
     assert tip_file(toy, "agent/refund.py") == "ENABLED = True"  # the best is 1's, untouched
     assert toy.git("rev-parse", "autoharness") == rows[1]["commit_sha"]
 
