@@ -74,7 +74,6 @@ class Heartbeat:
         one in flight."""
         report = {"label": label, "done": done, "total": total}
         with self._lock:
-            self.state["progress"] = report
             n = iteration if iteration is not None else _RUNNING.get()
             entry = self._flight.get(n) if n is not None else None
             if entry is None and len(self._flight) == 1:
@@ -82,6 +81,8 @@ class Heartbeat:
             if entry is not None:
                 entry["progress"] = report
                 self._publish()
+            if entry is None or entry["iteration"] == self.state.get("iteration"):
+                self.state["progress"] = report  # the top level's phase, iteration and count go together
             due = done >= total or time.monotonic() - self._written >= PROGRESS_EVERY_S
         if due:
             self._write()

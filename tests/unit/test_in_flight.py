@@ -78,6 +78,7 @@ def test_three_threads_in_flight_and_one_finished(tmp_path):
         t.join()
     hb = heartbeat.read(beat.path)
     assert hb is not None and hb["phase"] == "gate" and hb["iteration"] in (5, 6, 7)
+    assert hb["progress"] == {"label": "val", "done": hb["iteration"], "total": 10}  # the top level's own
     flight = hb["in_flight"]
     assert [e["iteration"] for e in flight] == [5, 7] == heartbeat.in_flight_iterations(hb)
     for e in flight:
@@ -128,6 +129,8 @@ def test_progress_from_another_thread_goes_to_the_named_or_the_only_iteration(tm
     assert [e["progress"] for e in beat.state["in_flight"]] == [{"label": "val", "done": 1, "total": 5}, None]
     elsewhere("val", 3, 5, iteration=4)
     assert beat.state["in_flight"][1]["progress"]["done"] == 3 and beat.state["progress"]["done"] == 3
+    elsewhere("val", 4, 5, iteration=3)    # not the top level's iteration (4): its count stays
+    assert beat.state["in_flight"][0]["progress"]["done"] == 4 and beat.state["progress"]["done"] == 3
 
 
 def test_an_older_heartbeat_names_its_one_iteration():
