@@ -57,6 +57,8 @@ class RayExecutor:
         # One CPU a run, as the local pool gives each run a slot; the evaluator retries, not Ray.
         self.remote = ray.remote(num_cpus=1, max_retries=0)(run_remote)
         self._shipped: OrderedDict[tuple[str, frozenset[Any]], Any] = OrderedDict()
+        self._running: set[Any] = set()   # the runs in flight, for `terminate`
+        self._ended: set[Any] = set()     # the runs `terminate` ended
         self._lock = threading.Lock()
 
     @classmethod
@@ -99,10 +101,21 @@ class RayExecutor:
         with self._lock:
             self._shipped.clear()
 
+    def terminate(self) -> None:
+        """End every run in flight now (a cancel: what `proc.terminate_all` does to the local pool's). Ray kills
+        their workers, and the task processes die with them; each run comes back as an infra error."""
+        with self._lock:
+            refs = list(self._running)
+            self._ended.update(refs)
+        for ref in refs:
+            self.ray.cancel(ref, force=True)
+
     def _one(self, command: TaskCommand, agent: Any, task_id: str, traces_dir: Path | None) -> TaskResult:
         start = time.monotonic()
         ref = self.remote.remote(command, agent, task_id, traces_dir is not None)
         wait_s = command.timeout_s + GET_SLACK_S
+        with self._lock:
+            self._running.add(ref)
         try:
             result, traces = self.ray.get(ref, timeout=wait_s)
         except self.ray.exceptions.GetTimeoutError:
@@ -110,7 +123,12 @@ class RayExecutor:
             return TaskResult(None, time.monotonic() - start, None, f"no answer from the Ray cluster within {wait_s:g}s",
                               "infra")
         except self.ray.exceptions.RayError as exc:
-            return TaskResult(None, time.monotonic() - start, None, f"Ray: {summary(exc)}", "infra")
+            why = "the run was cancelled" if ref in self._ended else summary(exc)
+            return TaskResult(None, time.monotonic() - start, None, f"Ray: {why}", "infra")
+        finally:
+            with self._lock:
+                self._running.discard(ref)
+                self._ended.discard(ref)
         if traces is not None and traces_dir is not None:
             unpack(traces, traces_dir, strict=False)
         return result

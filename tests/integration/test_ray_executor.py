@@ -151,6 +151,23 @@ def test_a_lost_worker_is_an_infra_error_and_takes_its_task_along(tmp_path, addr
         shutil.rmtree(folder)
 
 
+def test_terminate_ends_the_runs_in_flight(tmp_path, address, bench):
+    """What a cancel does to the runs on Ray, as proc.terminate_all does to the local pool's processes."""
+    runner = bench(timeout=120)
+    executor = RayExecutor.build(on_ray(runner.config, address), runner)
+    got: dict = {}
+    before = private_folders()
+    thread = threading.Thread(target=lambda: got.update(executor.run(runner, tmp_path / "agent", ["slow"], None)))
+    thread.start()
+    wait_for(lambda: running(str(tmp_path / "bench")))
+    executor.terminate()
+    thread.join(timeout=60)
+    assert (got["slow"].reward, got["slow"].error_class) == (None, "infra") and "cancel" in got["slow"].error.lower()
+    wait_for(lambda: not running(str(tmp_path / "bench")) or None)
+    for folder in private_folders() - before:   # its worker was killed
+        shutil.rmtree(folder)
+
+
 DRIVER = """
 import sys
 from pathlib import Path
