@@ -59,7 +59,8 @@ class RayExecutor:
         self._shipped: OrderedDict[tuple[str, frozenset[Any]], Any] = OrderedDict()
         self._running: set[Any] = set()   # the runs in flight, for `terminate`
         self._ended: set[Any] = set()     # the runs `terminate` ended
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()          # the runs in flight
+        self._ship_lock = threading.Lock()     # the packed checkouts: one packing at a time, not one per run
 
     @classmethod
     def build(cls, cfg: BenchmarkConfig, runner: BenchmarkRunner) -> RayExecutor:
@@ -88,7 +89,7 @@ class RayExecutor:
     def ship(self, agent_dir: Path) -> Any:
         """The object store's copy of the candidate's files: packed again only when a file changed."""
         key = (str(agent_dir), frozenset(file_signature([agent_dir]).items()))
-        with self._lock:
+        with self._ship_lock:
             if key in self._shipped:
                 self._shipped.move_to_end(key)
                 return self._shipped[key]
@@ -98,7 +99,7 @@ class RayExecutor:
             return ref
 
     def close(self) -> None:
-        with self._lock:
+        with self._ship_lock:
             self._shipped.clear()
 
     def terminate(self) -> None:
