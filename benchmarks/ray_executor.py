@@ -35,7 +35,7 @@ from typing import Any
 from benchmarks.command import CommandRunner, TaskCommand
 from benchmarks.containment import private_dir
 from orchestrator.core.config import BenchmarkConfig
-from orchestrator.core.contracts import BenchmarkRunner, TaskResult
+from orchestrator.core.contracts import BenchmarkRunner, Check, TaskResult
 from orchestrator.core.errors import ConfigError
 from orchestrator.core.files import file_signature
 
@@ -97,6 +97,13 @@ class RayExecutor:
             while len(self._shipped) > KEPT:
                 self._shipped.popitem(last=False)   # the last reference gone, Ray frees the object
             return ref
+
+    def check(self) -> Check:
+        """The `doctor` line: the cluster this process joined, and what it has to run tasks on."""
+        nodes = [n for n in self.ray.nodes() if n.get("Alive")]
+        cpus = self.ray.cluster_resources().get("CPU", 0)
+        return Check("task pool", cpus > 0, f"Ray {self.ray.__version__} cluster at {_connected[0] if _connected else '?'}"
+                     f": {len(nodes)} node{'s' if len(nodes) != 1 else ''}, {cpus:g} CPUs for task runs")
 
     def close(self) -> None:
         with self._ship_lock:

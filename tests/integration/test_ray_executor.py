@@ -224,6 +224,8 @@ def test_config_errors_say_what_and_where(tmp_path, address, bench, monkeypatch)
         RayExecutor.build(on_ray(cfg, ""), runner)
     with pytest.raises(ConfigError, match=r"benchmark.address: 'head' is not"):
         RayExecutor.build(on_ray(cfg, "head"), runner)
+    line = RayExecutor.build(on_ray(cfg, address), runner).check()   # doctor's line for the pool
+    assert line.ok and line.detail == f"Ray 2.40.0 cluster at {address}: 1 node, 2 CPUs for task runs"
     nobody = f"127.0.0.1:{free_port()}"
     with pytest.raises(ConfigError, match=rf"benchmark.address: cannot connect to {nobody}: Connection refused"):
         RayExecutor.build(on_ray(cfg, nobody), runner)
