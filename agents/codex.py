@@ -141,8 +141,9 @@ class CodexAgent(CliAgent):
 
     def _sandbox_mode(self, request: ProposalRequest) -> str:
         # Inside autoharness' own bubblewrap sandbox codex's nested one cannot start (its edits fail);
-        # bwrap already confines it, so it runs unconfined there.
-        return "danger-full-access" if request.sandbox is not None else self.options.sandbox
+        # bwrap already confines it, so it runs unconfined there. Under "none" its own is all there is.
+        confined = request.sandbox is not None and request.sandbox.kind != "none"
+        return "danger-full-access" if confined else self.options.sandbox
 
     def check(self) -> list[Check]:
         checks = super().check()

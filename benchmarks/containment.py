@@ -8,8 +8,9 @@ score, or leave held-out data behind. Every runner that starts task processes go
 - **Every process gets a private temporary folder** (TMPDIR), removed when it ends.
 - **Every run is contained** (`task_space`): under bubblewrap where it runs, with the benchmark's files,
   the agent and the orchestrator's records read-only (but a train run's traces folder), a private /tmp, its
-  own PID namespace and /proc, and nothing it starts outliving it. The rest of the host stays writable, since
-  benchmarks write their own outputs. Where bubblewrap cannot run, only the private TMPDIR (`check` says so).
+  own PID namespace and /proc, and nothing it starts outliving it or the daemon. The rest of the host stays
+  writable, since benchmarks write their own outputs. Where bubblewrap cannot run, only the private TMPDIR,
+  and a PID namespace of its own where one can be made (orchestrator/core/reaper.py; `check` says which).
 - harbor runs each task in its own container, which harbor itself creates and removes.
 """
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.core.contracts import Check, TaskResult
+from orchestrator.core.reaper import contain, guarantee
 from orchestrator.core.sandbox import Bwrap, bwrap_problem
 
 # In a command benchmark's environment: "stdin" means the first line of stdin is the run's token.
@@ -74,7 +76,7 @@ class Space:
 
     def argv(self, argv: list[str], path: str | None = None) -> list[str]:
         if self.sandbox is None:
-            return argv
+            return contain(argv)
         return self.sandbox.wrap(argv, visible=launcher_prefix(argv[0], path))
 
     def env(self, env: Mapping[str, str]) -> dict[str, str]:
@@ -124,8 +126,8 @@ def _warn_uncontained(problem: str) -> None:
 def check() -> Check:
     """The `doctor` line for every runner that starts task processes."""
     problem = bwrap_problem()
-    detail = ("bubblewrap: benchmark files read-only, private /tmp, own PID namespace" if not problem
-              else f"a private TMPDIR only ({problem})")
+    detail = ("bubblewrap: benchmark files read-only, private /tmp, own PID namespace (nothing they start "
+              "outlives the daemon)" if not problem else f"a private TMPDIR only ({problem}); {guarantee()[1]}")
     return Check("benchmark runs contained", not problem, detail, fatal=False)
 
 

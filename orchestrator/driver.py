@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from orchestrator import pipeline
 from orchestrator.context import RunContext
-from orchestrator.core import proc
+from orchestrator.core import proc, reaper
 from orchestrator.core.cancel import Cancellation
 from orchestrator.core.config import Config
 from orchestrator.core.errors import BudgetExceeded, Decision, NothingToPropose
@@ -95,6 +95,7 @@ class Driver:
         """Bring git in line with the records after a crash; return what was done."""
         ctx, cfg = self.ctx, self.cfg
         done = [f"removed stale worktree {p}" for p in ctx.repo.prune_worktrees(ctx.worktree_root)]
+        done += reaper.sweep(ctx.sandbox_kind)  # what a killed daemon's sandbox left: a docker container
         ctx.repo.check_branch_free(ctx.worktree_root)
         best = ctx.store.best()
         if best is None:

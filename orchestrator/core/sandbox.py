@@ -11,6 +11,8 @@ One interface, `Sandbox.wrap(argv) -> argv`, so every caller keeps running its c
   folders the caller binds writable.
 - `Docker` (orchestrator/core/sandbox_docker.py): a container through the docker SDK, for machines
   without user namespaces.
+- `Unconfined` ("none"): the host as it is, but what the command starts still dies with it and with the
+  daemon where a PID namespace can be made (orchestrator/core/reaper.py).
 
 `backend.sandbox = "auto"` takes bubblewrap when it runs here, else docker when its engine answers and the
 image is there, else refuses: running the coding agent unconfined is an explicit choice ("none").
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from orchestrator.core.errors import ConfigError
+from orchestrator.core.reaper import contain
 
 KINDS = ("auto", "bwrap", "docker", "none")
 
@@ -68,6 +71,13 @@ class Bwrap(Sandbox):
             if path.exists():
                 args += [mounts[path], str(path), str(path)]
         return [*args, "--", *by_real_path(argv, visible)]
+
+
+class Unconfined(Sandbox):
+    kind: ClassVar[str] = "none"
+
+    def wrap(self, argv: list[str], writable: Sequence[Path] = (), visible: Sequence[Path] = ()) -> list[str]:
+        return contain(argv)
 
 
 def program_folder(program: Path) -> Path:
@@ -125,10 +135,10 @@ def choose(kind: str, image: str) -> tuple[str, str]:
 
 
 def build(kind: str, hide: list[Path], bind: list[Path], read_only: list[Path] = (), *, image: str = "",
-          mounts: list[Path] = ()) -> Sandbox | None:
-    """The sandbox of a kind `choose` resolved ("bwrap", "docker" or "none": None)."""
+          mounts: list[Path] = ()) -> Sandbox:
+    """The sandbox of a kind `choose` resolved ("bwrap", "docker" or "none")."""
     if kind == "none":
-        return None
+        return Unconfined()
     if kind == "bwrap":
         return Bwrap(hide=list(hide), bind=list(bind), read_only=list(read_only), binary=shutil.which("bwrap") or "bwrap")
     from orchestrator.core.sandbox_docker import Docker

@@ -8,8 +8,9 @@ the worktree stay the user's), every capability dropped, no-new-privileges, a pi
 tmpfs /tmp; it feeds its stdin to the container, streams the container's stdout and stderr as its own, and
 exits with its exit code. The container has its own PID namespace: when it ends, every process started in
 it is gone, `setsid` or not. SIGTERM or SIGINT (run_process's timeout) kills and removes the container; a
-watchdog in its own session removes it when the runner dies by SIGKILL, and every runner start removes
-the labelled containers of runners that are gone.
+watchdog in its own session removes it when the runner dies by SIGKILL (the daemon's death kills the runner),
+and every runner start and every daemon start (`remove_stale`) removes the labelled containers of runners
+that are gone.
 
 Network: the container shares the host's network (`network_mode="host"`). The model API is often on
 localhost (a proxy, Ollama, the tests' scripted server), and an engine started with `--bridge=none` has no
@@ -143,9 +144,31 @@ def _labelled(client, value: str = "") -> list:
     return client.containers.list(all=True, filters={"label": f"{LABEL}={value}" if value else LABEL})
 
 
-def _reap_stale(client) -> None:
-    """Remove containers whose runner is dead (killed by SIGKILL, its watchdog too)."""
-    _remove([c for c in _labelled(client) if not _runner_alive(c.labels.get(LABEL, ""))])
+def _reap_stale(client) -> list:
+    """Remove containers whose runner is dead (killed by SIGKILL, its watchdog too); return them."""
+    stale = [c for c in _labelled(client) if not _runner_alive(c.labels.get(LABEL, ""))]
+    _remove(stale)
+    return stale
+
+
+def remove_stale() -> list[str]:
+    """At a daemon's restart: remove the containers whose runner is gone, and say which (none when no
+    engine answers)."""
+    try:
+        import docker
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
+    except ImportError:
+        return []
+    try:
+        client = docker.from_env(timeout=PING_TIMEOUT_S)
+        try:
+            stale = _reap_stale(client)
+        finally:
+            client.close()
+    except (DockerException, RequestException):
+        return []
+    return [f"removed docker container {c.short_id} (its runner is gone)" for c in stale]
 
 
 def _watchdog(spec: dict, me: str) -> int:
