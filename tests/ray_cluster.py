@@ -86,10 +86,10 @@ def ray_overhead_figures(root: Path) -> None:
     from orchestrator.core.config import load_config
     from orchestrator.demo import make_demo
 
-    config = make_demo(root)
+    config = make_demo(root / "ray-overhead")   # a folder of its own: make_demo empties the one it is given
     cfg = load_config(config).benchmark
     runner = CommandRunner(cfg, config.parent)
-    agent = root / "target"
+    agent = config.parent / "target"
     tasks = [*cfg.split.train, *cfg.split.val, *cfg.split.test]
     with local_head(num_cpus=cfg.concurrency) as address:
         executor = RayExecutor.build(cfg.model_copy(update={"executor": "ray", "address": address}), runner)
