@@ -51,11 +51,13 @@ def loop_figures(root: Path) -> None:
     with Driver(cfg, log=configure_logging(cfg.workspace / "logs", console_level="off")) as driver:
         driver.session()
         rows = driver.ctx.store.iterations()
+        final = json.loads(driver.ctx.store.get("final_test") or "{}")
     wall = time.monotonic() - start
     props = [r for r in rows if r.n > 0]
     overhead = [r.duration_s - r.bench_s - r.backend_s for r in props]
-    ran = sum(r.tasks_run for r in rows)
-    cached = sum(r.tasks_cached for r in rows)
+    # The final test's runs count too, where its record says how many there were.
+    ran = sum(r.tasks_run for r in rows) + final.get("tasks_run", 0)
+    cached = sum(r.tasks_cached for r in rows) + final.get("tasks_cached", 0)
     skipped = sum(r.tasks_skipped for r in rows)
     print(f"loop on the example: {len(props)} proposals, wall {wall:.2f}s "
           f"({wall / max(len(props), 1):.2f}s per iteration, baseline and final test included)")

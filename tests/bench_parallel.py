@@ -4,7 +4,7 @@ per hour at loop.parallel = 1, 2, 4, and the task pool's utilisation.
 Every run is the daemon's own session (Daemon.session: the report drawn as it draws it) on the bundled example,
 with a benchmark whose every task takes a set time (tests/timed_task.py logs each task process's start and
 end) and a backend that takes a set time a proposal (tests/timed_backend.py logs each proposal's start and
-end). Measured from outside: the loop's wall (from the baseline's decision to the last decision, from the
+end). Measured from outside: the loop's wall (from the first proposal's start to the last decision, from the
 records' timestamps), less the time in which at least one task process or proposal ran (the union of the
 logged intervals), is the orchestration's own time.
 """
@@ -35,7 +35,7 @@ REAL_FIXES = sorted((EXAMPLE / "patches").glob("*.patch"))
 class Loop:
     """What one measured session did, from outside and as recorded."""
     proposals: int
-    wall_s: float             # the baseline's decision to the last decision
+    wall_s: float             # the first proposal's start to the last decision
     tasks_s: float            # in which at least one task process ran
     backend_s: float          # in which at least one proposal ran (and no task process)
     claimed: float            # the records' own share: sum(duration - bench - backend) / sum(duration)
@@ -62,7 +62,7 @@ def union_s(spans: list[tuple[float, float]], lo: float, hi: float) -> float:
     """Seconds of [lo, hi] covered by at least one of `spans`."""
     total, reach = 0.0, lo
     for start, end in sorted((max(s, lo), min(e, hi)) for s, e in spans):
-        if end > reach:
+        if end > reach and end > start:
             total += end - max(start, reach)
             reach = end
     return total
@@ -152,7 +152,8 @@ def measure(config: Path) -> Loop:
     rows = store.iterations()
     store.close()
     props = [r for r in rows if r.n > 0]
-    lo, hi = rows[0].decided_at, max(r.decided_at for r in props)
+    # From the first proposal's start (the session's own start-up is not an iteration's) to the last decision.
+    lo, hi = min(r.started_at for r in props), max(r.decided_at for r in props)
     tasks, backend = spans(config.parent / "task-times.log"), spans(config.parent / "backend-times.log")
     busy, either = union_s(tasks, lo, hi), union_s(tasks + backend, lo, hi)
     claimed = sum(r.duration_s - r.bench_s - r.backend_s for r in props) / sum(r.duration_s for r in props)
