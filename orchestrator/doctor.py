@@ -24,6 +24,7 @@ from orchestrator.core.words import count
 from orchestrator.core.workspace import Workspace
 from orchestrator.gitops import TargetRepo, tracked_files
 from orchestrator.guard import is_editable
+from orchestrator.pool import build_executor
 from orchestrator.report import recorded_noise
 from orchestrator.splits import SPLITS, Splits, load_or_freeze, make_splits
 from orchestrator.store import Store
@@ -50,6 +51,7 @@ def checks(cfg: Config) -> Iterator[Check]:
     else:
         splits = yield from _listing_and_splits(cfg, runner)
         yield from _collect("benchmark", runner.check)
+        yield from _collect("task pool", lambda: _pool(cfg, runner))
     yield from _collect("backend", lambda: build_agent(cfg.backend, cfg.config_dir).check())
     yield from _collect("sandbox", lambda: _sandbox(cfg))
     yield from _collect("benchmark trial", lambda: _trial(cfg, repo, base, runner, splits))
@@ -89,6 +91,17 @@ def _build(cfg: Config) -> tuple[BenchmarkRunner | None, Check | None]:
         return registry.load("benchmark", cfg.benchmark.kind)(cfg.benchmark, cfg.config_dir), None
     except AutoharnessError as exc:
         return None, _failed("benchmark", exc)
+
+
+def _pool(cfg: Config, runner: BenchmarkRunner) -> list[Check]:
+    """A cluster as the task pool is joined here, as the run would (an address nothing listens on fails now)."""
+    if cfg.benchmark.executor == "local":
+        return []
+    executor = build_executor(cfg.benchmark, runner)
+    try:
+        return [executor.check()]
+    finally:
+        executor.close()
 
 
 def _them(items: list[str]) -> str:

@@ -277,3 +277,12 @@ def test_doctor_changes_nothing_in_the_target(toy):
     doctor(toy)
     assert (index.read_bytes(), index.stat().st_mtime_ns, head.read_bytes(), toy.git("for-each-ref")) == before
     assert not toy.workspace.exists()   # nor a workspace, nor its splits.json
+
+
+def test_a_ray_cluster_nothing_listens_at_fails_before_the_night(toy):
+    """The run joins the cluster when it starts and exits 2 when it cannot; doctor joins it too, and says so."""
+    set_config(toy, "[benchmark]\n", '[benchmark]\nexecutor = "ray"\naddress = "127.0.0.1:9"\n')
+    code, out = doctor(toy)
+    assert code == 2, out
+    got = line(out, "FAIL task pool")
+    assert "benchmark.address" in got and "127.0.0.1:9" in got

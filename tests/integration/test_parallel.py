@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from orchestrator.core.config import load_config
 from orchestrator.demo import make_demo
 from orchestrator.driver import Driver
@@ -125,7 +127,9 @@ def test_budget_rule_with_candidates_in_flight(tmp_path):
 
 # The demo's example (orchestrator/demo.py) run before parallel candidates existed: per iteration, decision,
 # stage, val score, task runs, runs answered from the cache, runs saved by early stops.
-DEMO_BEFORE = [
+# The demo's records before parallel candidates and the continuous pool (main at 88c4068): (n, decision,
+# stage, val, tasks run, cached, skipped), at the demo's 4 slots and at 1.
+DEMO_BEFORE = {4: [
     (0, "baseline", "", 0.375, 38, 0, 0),
     (1, "accepted", "", 0.625, 22, 20, 0),
     (2, "rejected", "guard", None, 0, 14, 0),
@@ -133,19 +137,42 @@ DEMO_BEFORE = [
     (4, "rejected", "val", 0.625, 14, 14, 0),
     (5, "accepted", "", 0.75, 22, 20, 0),
     (6, "accepted", "", 0.875, 22, 21, 0),
-]
-DEMO_SAMPLES_BEFORE = 130  # every task run the store holds, the final test's included
+], 1: [
+    (0, "baseline", "", 0.375, 38, 0, 0),
+    (1, "accepted", "", 0.625, 22, 20, 0),
+    (2, "rejected", "guard", None, 0, 14, 0),
+    (3, "rejected", "suite", None, 2, 14, 4),
+    (4, "rejected", "val", 0.625, 14, 14, 0),
+    (5, "accepted", "", 0.75, 22, 20, 0),
+    (6, "accepted", "", 0.875, 22, 21, 0),
+]}
+DEMO_SAMPLES_BEFORE = {4: 130, 1: 128}  # every task run the store holds, the final test's included
 
 
-def test_parallel_one_decides_and_counts_as_before(tmp_path):
+@pytest.mark.parametrize("slots", [1, 4])
+def test_parallel_one_decides_and_counts_as_before(tmp_path, slots):
+    """Every decision is today's. With one slot every count is too. With 4, an early stop is now decided as
+    each result lands instead of after each chunk of 4, so the runs already started when it is decided (fewer
+    than the slots) are what may differ: the tasks considered (run + skipped) are the same."""
     config = make_demo(tmp_path / "demo")
-    config.write_text(config.read_text() + "parallel = 1\n")  # [loop] is the config's last table
+    text = config.read_text().replace("concurrency = 4", f"concurrency = {slots}")
+    config.write_text(text + "parallel = 1\n")  # [loop] is the config's last table
     cfg = load_config(config)
-    assert cfg.loop.parallel == 1
+    assert cfg.loop.parallel == 1 and cfg.benchmark.concurrency == slots
     with Driver(cfg) as driver:
         assert driver.session() == "nothing left to propose"
         rows = driver.ctx.store.iterations()
         samples = driver.ctx.store.conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
     got = [(r.n, r.decision, r.stage, r.val_score, r.tasks_run, r.tasks_cached, r.tasks_skipped) for r in rows]
-    assert got == DEMO_BEFORE
-    assert samples == DEMO_SAMPLES_BEFORE
+    if slots == 1:
+        assert got == DEMO_BEFORE[1]
+        assert samples == DEMO_SAMPLES_BEFORE[1]
+        return
+    assert [g[:4] for g in got] == [b[:4] for b in DEMO_BEFORE[4]]
+    for now, before in zip(got, DEMO_BEFORE[4], strict=True):
+        n, ran, cached, skipped = now[0], now[4], now[5], now[6]
+        if before[6] == 0:
+            assert now == before, n
+        else:
+            assert (ran + skipped, cached) == (before[4] + before[6], before[5]), n
+            assert 0 <= ran - before[4] < slots, n
