@@ -86,3 +86,17 @@ def test_finish_with_no_request_draws_once_and_the_writer_serves_again_after_it(
     assert records.drawing.wait(timeout=30)
     writer.finish()
     assert [name for _, name in records.draws][1:] == ["report-writer", threading.current_thread().name]
+
+
+def test_draws_are_paced_by_what_the_last_one_took() -> None:
+    """With a pace too long to wait out, a request after a draw waits for `finish`, which draws it."""
+    records = Records()
+    records.go.set()
+    writer = ReportWriter(records.draw, Log())
+    writer.PACE = 1e6
+    writer.request()
+    assert records.drawing.wait(timeout=30)
+    records.version += 1
+    writer.request()
+    writer.finish()
+    assert records.draws == [(0, "report-writer"), (1, threading.current_thread().name)]
