@@ -34,6 +34,7 @@ from typing import Any
 
 from benchmarks.command import CommandRunner, TaskCommand
 from benchmarks.containment import private_dir
+from orchestrator.core import proc
 from orchestrator.core.config import BenchmarkConfig
 from orchestrator.core.contracts import BenchmarkRunner, Check, TaskResult
 from orchestrator.core.errors import ConfigError
@@ -73,7 +74,9 @@ class RayExecutor:
             raise ConfigError('benchmark.executor = "ray": the ray package is not installed (pip install '
                               '"autoharness[ray]", the same Ray version as the cluster)') from None
         connect(ray, cfg.address)
-        return cls(ray)
+        executor = cls(ray)
+        proc.on_terminate(executor.terminate)  # a cancel ends the runs on the cluster as it kills local ones
+        return executor
 
     def run(self, runner: BenchmarkRunner, agent_dir: Path, task_ids: list[str],
             traces_dir: Path | None) -> dict[str, TaskResult]:
@@ -106,6 +109,7 @@ class RayExecutor:
                      f": {len(nodes)} node{'s' if len(nodes) != 1 else ''}, {cpus:g} CPUs for task runs")
 
     def close(self) -> None:
+        proc.on_terminate(self.terminate, remove=True)
         with self._ship_lock:
             self._shipped.clear()
 

@@ -82,12 +82,25 @@ def _check_program(program: str, env: Mapping[str, str] | None, cwd: Path | None
     raise (PermissionError if code == errno.EACCES else FileNotFoundError)(code, os.strerror(code), program)
 
 
-def terminate_all() -> None:
-    """Kill every process group we started that is still running (on cancel)."""
+# What else ends work of ours on a cancel: runs that are not our children (a Ray cluster's task runs).
+_terminators: set[Callable[[], None]] = set()
+
+
+def on_terminate(end: Callable[[], None], *, remove: bool = False) -> None:
+    """Have `terminate_all` call `end` too (or no longer, with `remove`)."""
     with _live_lock:
-        procs = list(_live)
+        (_terminators.discard if remove else _terminators.add)(end)
+
+
+def terminate_all() -> None:
+    """Kill every process group we started that is still running, and end what the registered terminators
+    own (on cancel)."""
+    with _live_lock:
+        procs, ends = list(_live), list(_terminators)
     for proc in procs:
         _kill_group(proc)
+    for end in ends:
+        end()
 
 
 @dataclass

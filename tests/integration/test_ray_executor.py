@@ -19,6 +19,7 @@ import pytest
 
 from benchmarks.command import CommandRunner
 from benchmarks.ray_executor import RayExecutor
+from orchestrator.core import proc
 from orchestrator.core.config import BenchmarkConfig, load_config
 from orchestrator.core.contracts import BenchmarkRunner
 from orchestrator.core.errors import ConfigError
@@ -152,7 +153,8 @@ def test_a_lost_worker_is_an_infra_error_and_takes_its_task_along(tmp_path, addr
 
 
 def test_terminate_ends_the_runs_in_flight(tmp_path, address, bench):
-    """What a cancel does to the runs on Ray, as proc.terminate_all does to the local pool's processes."""
+    """A cancel (proc.terminate_all, which the daemon calls) ends the runs on Ray as it kills the local pool's
+    processes; once the executor is closed it no longer answers a cancel."""
     runner = bench(timeout=120)
     executor = RayExecutor.build(on_ray(runner.config, address), runner)
     got: dict = {}
@@ -160,8 +162,10 @@ def test_terminate_ends_the_runs_in_flight(tmp_path, address, bench):
     thread = threading.Thread(target=lambda: got.update(executor.run(runner, tmp_path / "agent", ["slow"], None)))
     thread.start()
     wait_for(lambda: running(str(tmp_path / "bench")))
-    executor.terminate()
+    proc.terminate_all()
     thread.join(timeout=60)
+    executor.close()
+    assert executor.terminate not in proc._terminators
     assert (got["slow"].reward, got["slow"].error_class) == (None, "infra") and "cancel" in got["slow"].error.lower()
     wait_for(lambda: not running(str(tmp_path / "bench")) or None)
     for folder in private_folders() - before:   # its worker was killed
