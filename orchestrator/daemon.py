@@ -96,6 +96,8 @@ class Daemon:
         sig = signal.Signals(signum)
         self._signals.append(sig)
         unit = heartbeat.unit(self.beat.state.get("phase"))
+        if unit == "this iteration" and len(heartbeat.in_flight_iterations(self.beat.state)) > 1:
+            unit = f"the {heartbeat.cancelled(self.beat.state)} in flight"  # "the iterations 5, 6, 7 in flight"
         if len(self._signals) > 1 and self.in_session:
             self._say(f"cancelling {heartbeat.cancelled(self.beat.state)} now")
             self._cancel_soon(f"second {sig.name}", 0)
