@@ -8,6 +8,7 @@ Every run goes through the one task pool (orchestrator/pool.py) that all candida
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import threading
 import time
@@ -125,6 +126,9 @@ class _Call:
         self.fresh: list[StoredResult] = []
         self.tasks: set[str] = set()         # the tasks it ran
         self.before: dict[str, tuple[int, ...]] | None = None
+        # The caller's context: its progress is shown as its own (the heartbeat's iteration) from whichever
+        # thread a result lands in, a batch runner's own threads included.
+        self.context = contextvars.copy_context()
 
     def landed(self, n: int = 1) -> None:
         with self.lock:
@@ -139,8 +143,8 @@ class _Call:
             self._show()
 
     def _show(self) -> None:
-        if self.show:
-            self.show(self.label, min(self.done, self.total), self.total)
+        if self.show:  # under the lock: one thread at a time in the context
+            self.context.run(self.show, self.label, min(self.done, self.total), self.total)
 
 
 class _Pass:

@@ -128,7 +128,7 @@ def test_deterministic_benchmark_keeps_the_exact_rule(tmp_path):
     assert [r["decision"] for r in rows] == ["baseline", "accepted", "rejected"]
     assert [r["val_score"] for r in rows] == ["0.2500", "0.7500", "0.7500"]
     assert rows[1]["reason"] == "val 0.2500 -> 0.7500"
-    assert "val 0.7500 does not beat best 0.7500" in rows[2]["reason"]
+    assert rows[2]["reason"].startswith("val: val") and "beat best 0.7500 + 0" in rows[2]["reason"]
     for n in (1, 2):
         record = gate_json(toy, n)
         assert "paired" not in record

@@ -76,7 +76,7 @@ def test_report_holds_every_iteration_and_the_headline(night):
     assert "$0.00</b> of $5.00" in page and "unknown cost" not in page
     assert "outside editable" in page and "README.md" in page                        # guard reason
     assert "git apply 0003-broken.patch failed" in page                              # error reason
-    assert "does not beat best 0.7500" in page                                       # val reason
+    assert "beat best 0.7500" in page                                                # val reason
     assert "Teach gamma" in page and "nothing_left" in page.split("<h2>Recent events")[1]
     assert "<script" not in page and "src=\"http" not in page and "href=\"http" not in page  # self-contained
 
