@@ -74,9 +74,9 @@ class Bench:
         (root / "bench").mkdir(parents=True)
         (root / "bench" / "eval.py").write_text(EVAL)
         (root / "ws").mkdir()
-        config = BenchmarkConfig(concurrency=concurrency, infra_retries=0, options={
-            "cmd": [sys.executable, "bench/eval.py"], "tasks": tasks,
-            "env": {"POOL_LOG": str(self.log), "POOL_OTHERS": str(others), **({"POOL_PAIRS": str(pairs)} if pairs else {})}})
+        env = {"POOL_LOG": str(self.log), "POOL_OTHERS": str(others), **({"POOL_PAIRS": str(pairs)} if pairs else {})}
+        config = BenchmarkConfig(concurrency=concurrency, infra_retries=0,
+                                 options={"cmd": [sys.executable, "bench/eval.py"], "tasks": tasks, "env": env})
         self.runner = CommandRunner(config, root)
         self.runner.per_task = per_task  # False: the batch path (tau2, harbor, bird-interact), same processes
         self.store = Store(root / "ws" / "state.db")
