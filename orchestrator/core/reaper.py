@@ -27,8 +27,9 @@ from functools import lru_cache
 
 # The namespace's first process: waits for the command (a lone command would be exec'd in its place).
 WAITER = ("/bin/sh", "-c", '"$@"; exit $?', "sh")
-# Without privileges, a user namespace that maps our own uid (and changes nothing else we can see).
-OPTIONS = (("--pid",), ("--user", "--map-current-user", "--pid"))
+# A /proc of its own: pids read there must be the namespace's (bubblewrap, inside, writes a child's uid_map
+# by the pid it knows). Without privileges, a user namespace that maps our own uid too.
+OPTIONS = (("--pid", "--mount-proc"), ("--user", "--map-current-user", "--pid", "--mount-proc"))
 
 
 @lru_cache(maxsize=1)

@@ -157,7 +157,7 @@ def test_a_proposal_grandchild_dies_with_the_daemon(tmp_path, sandbox):
 def containers(client, marker: str) -> list:
     """Our sandbox's containers (running or not) whose command carries the marker."""
     found = client.containers.list(all=True, filters={"label": LABEL})
-    return [c for c in found if marker in " ".join(c.attrs["Args"])]
+    return [c for c in found if marker in " ".join([c.attrs["Path"], *c.attrs["Args"]])]
 
 
 def test_a_docker_proposal_leaves_no_container_when_the_daemon_is_killed(tmp_path):
