@@ -57,7 +57,7 @@ def contain(argv: list[str]) -> list[str]:
 def guarantee() -> tuple[bool, str]:
     """Whether what an unsandboxed command starts dies with the daemon, and how (for doctor)."""
     if namespace_prefix():
-        return True, "what they start dies with the daemon (a PID namespace, by unshare)"
+        return True, "every process started there dies with the daemon (a PID namespace, by unshare)"
     return False, ("only each command's own process dies with the daemon: what it starts in a session of its "
                    "own can outlive it (install bubblewrap, or util-linux's unshare with user namespaces)")
 

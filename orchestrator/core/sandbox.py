@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from orchestrator.core.errors import ConfigError
-from orchestrator.core.reaper import contain
+from orchestrator.core.reaper import contain, guarantee
 
 KINDS = ("auto", "bwrap", "docker", "none")
 
@@ -118,7 +118,8 @@ def choose(kind: str, image: str) -> tuple[str, str]:
     from orchestrator.core import sandbox_docker  # the docker SDK is imported only when asked for
 
     if kind == "none":
-        return "none", "chosen explicitly (backend.sandbox = \"none\"): the coding agent runs unconfined"
+        return "none", (f"chosen explicitly (backend.sandbox = \"none\"): the coding agent runs unconfined; "
+                        f"{guarantee()[1]}")
     if kind in ("auto", "bwrap"):
         problem = bwrap_problem()
         if not problem:

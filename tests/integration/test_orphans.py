@@ -172,4 +172,4 @@ def test_doctor_says_which_guarantee_holds_without_bubblewrap(tmp_path):
     need_namespace()
     bare = doctor_line(tmp_path, ())
     assert "bwrap is not installed" in bare and "only each command's own process dies with the daemon" in bare
-    assert "dies with the daemon (a PID namespace, by unshare)" in doctor_line(tmp_path, ("unshare",))
+    assert "every process started there dies with the daemon" in doctor_line(tmp_path, ("unshare",))
