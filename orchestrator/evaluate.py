@@ -12,7 +12,7 @@ import contextvars
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -90,6 +90,13 @@ class Outcome:
     skipped: int = 0        # tasks not run because of an early stop
     seconds: float = 0.0
     stopped_early: bool = False
+    landed: list[StoredResult] = field(default_factory=list)  # `results` in the order they came: stop rules
+    # read only what is new since they last looked, so checking one as each result lands stays linear
+
+    def land(self, sample: StoredResult) -> None:
+        self.samples.setdefault(sample.task_id, []).append(sample)
+        if self.results.setdefault(sample.task_id, sample) is sample:
+            self.landed.append(sample)
 
     @property
     def score(self) -> float | None:
@@ -99,8 +106,8 @@ class Outcome:
         return {t: [s.reward for s in ss] for t, ss in self.samples.items()}
 
 
-# `stop(outcome_so_far, tasks_still_to_run)` returns True to stop early.
-StopRule = Callable[[Outcome, list[str]], bool]
+# `stop(outcome_so_far, tasks_still_to_run)` returns True to stop early; it may be asked after every result.
+StopRule = Callable[[Outcome, Collection[str]], bool]
 
 
 def _settle(futures: list[Future]) -> None:
@@ -239,6 +246,7 @@ class Evaluator:
         out = Outcome()
         out.samples = self.store.samples(chash, task_ids, eligible)
         out.results = {t: ss[0] for t, ss in out.samples.items()}
+        out.landed = list(out.results.values())
         out.cached = sum(min(len(ss), draws) for ss in out.samples.values())
         traces = self.traces_root / chash[:16] if split == "train" else None
         if traces is not None:
@@ -296,10 +304,9 @@ class Evaluator:
             call.fresh.append(sample)
             if p.stopped:  # ran on after the stop: cached, but not part of the outcome
                 return
-            p.out.samples.setdefault(task, []).append(sample)
-            p.out.results.setdefault(task, sample)
+            p.out.land(sample)
             call.landed()
-            if p.stop and p.queued() and p.stop(p.out, list(p.left)):
+            if p.stop and p.queued() and p.stop(p.out, p.left.keys()):
                 p.stopped = True
                 for t in p.left:
                     p.futures[t].cancel()  # the queued ones; a running one lands after the stop
@@ -318,8 +325,7 @@ class Evaluator:
             for t in batch:
                 sample = self._keep(t, split, got[t])
                 call.fresh.append(sample)
-                out.samples.setdefault(t, []).append(sample)
-                out.results.setdefault(t, sample)
+                out.land(sample)
             call.landed(len(batch))
             if todo and stop and stop(out, todo):
                 out.skipped, out.stopped_early = len(todo), True

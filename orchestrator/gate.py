@@ -9,6 +9,7 @@ candidate's val mean against the best's, with its exact early stop; on a noisy o
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -278,17 +279,26 @@ def pass_rate(results: dict[str, StoredResult], pass_reward: float) -> tuple[int
 
 def suite_stop(total: int, threshold: float, pass_reward: float) -> StopRule:
     """Stop once the suite can no longer reach the threshold even if every remaining task passes."""
-    def stop(out: Outcome, todo: list[str]) -> bool:
-        ok = sum(passed(r, pass_reward) for r in out.results.values())
-        return total > 0 and (ok + len(todo)) / total < threshold
+    seen, ok = [0], [0]
+
+    def stop(out: Outcome, todo: Collection[str]) -> bool:
+        ok[0] += sum(passed(r, pass_reward) for r in out.landed[seen[0]:])  # only what is new: linear
+        seen[0] = len(out.landed)
+        return total > 0 and (ok[0] + len(todo)) / total < threshold
     return stop
 
 
 def val_stop(total: int, best: float, min_improvement: float) -> StopRule:
     """Stop once the val mean cannot beat `best + min_improvement` even if every remaining task scores 1."""
-    def stop(out: Outcome, todo: list[str]) -> bool:
-        got = sum(r.reward for r in out.results.values() if r.reward is not None)
-        dropped = sum(1 for r in out.results.values() if r.reward is None)
-        denom = total - dropped
-        return denom > 0 and (got + len(todo)) / denom <= best + min_improvement
+    seen, got, dropped = [0], [0.0], [0]
+
+    def stop(out: Outcome, todo: Collection[str]) -> bool:
+        for r in out.landed[seen[0]:]:  # only what is new: linear
+            if r.reward is None:
+                dropped[0] += 1
+            else:
+                got[0] += r.reward
+        seen[0] = len(out.landed)
+        denom = total - dropped[0]
+        return denom > 0 and (got[0] + len(todo)) / denom <= best + min_improvement
     return stop
