@@ -165,6 +165,9 @@ def main() -> None:
         loop_figures(root)
         bench_parallel.share_figures(root)
         bench_parallel.parallel_figures(root)
+        # Tasks and proposals long enough that two cores are not the bottleneck: each task process costs some
+        # 60 ms of CPU to start, a third of a 0.2 s task, and K = 4 gates at once start 56 of them.
+        bench_parallel.parallel_figures(root, proposals=12, task_s=1.0, backend_s=5.0)
         bench_scale.scale_figures(root)
         bench_parallel.ray_figures(root)
         restart_figures(root)

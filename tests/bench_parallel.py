@@ -194,8 +194,9 @@ def parallel_figures(root: Path, proposals: int = 16, task_s: float = 0.2, backe
     """Proposals per hour at K = 1, 2, 4, with a pool big enough not to be the bottleneck."""
     loops = {}
     for k in (1, 2, 4):
-        queue = write_queue(root / f"k{k}-queue", proposals, [])
-        loops[k] = measure(configure(root / f"k{k}", task_s=task_s, backend_s=backend_s, queue=queue, parallel=k,
+        where = root / f"k{k}-{task_s:g}-{backend_s:g}"
+        queue = write_queue(where / "queue", proposals, [])
+        loops[k] = measure(configure(where / "run", task_s=task_s, backend_s=backend_s, queue=queue, parallel=k,
                                      concurrency=concurrency))
     base = loops[1].per_hour
     print(f"proposals per hour (backend {backend_s:g} s a proposal, tasks {task_s:g} s, {concurrency} slots, "
@@ -224,6 +225,7 @@ def main() -> None:
         t0 = time.monotonic()
         share_figures(Path(tmp))
         parallel_figures(Path(tmp))
+        parallel_figures(Path(tmp), proposals=12, task_s=1.0, backend_s=5.0)
         print(json.dumps({"bench_parallel_s": round(time.monotonic() - t0, 1)}))
 
 
