@@ -91,3 +91,19 @@ def starter_agent(tmp_path: Path, kind: str) -> Path:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     return root
+
+
+# Double-forks a grandchild into a session of its own with an empty environment (it carries the marker,
+# argv 1, in its command line), then exits or, given a second argument, sleeps as a task would.
+ORPHANS = r'''
+import os, sys, time
+marker = sys.argv[1]
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)", marker + "-detached"], {})
+    os._exit(0)
+os.wait()
+if len(sys.argv) > 2:
+    time.sleep(300)
+'''

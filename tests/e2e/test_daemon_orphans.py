@@ -20,24 +20,11 @@ import pytest
 
 from orchestrator.core.sandbox_docker import LABEL
 from tests.e2e.test_daemon import start
-from tests.helpers import DOCKER_TEST_IMAGE, need_bwrap, need_docker
+from tests.helpers import DOCKER_TEST_IMAGE, ORPHANS, need_bwrap, need_docker
 from tests.toy import SPLIT, STAND_IN, TASKS, Toy, cli, make_toy
 
 pytestmark = pytest.mark.slow
 
-# Leaves behind what a careless benchmark or tool would: a grandchild that double-forks, calls setsid and
-# drops its environment, then waits as a task would. Both carry the marker (argv 1) in their command line.
-ORPHANS = r'''
-import os, sys, time
-marker = sys.argv[1]
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)", marker + "-detached"], {})
-    os._exit(0)
-os.wait()
-time.sleep(300)
-'''
 
 WAIT_S = 10.0  # how long the kernel may take to end them
 KEY = {"ANTHROPIC_API_KEY": "sk-orphan-test-0123456789"}  # the claude-code backend wants one; nothing is asked
@@ -100,7 +87,7 @@ def wrapper_toy(tmp_path: Path, marker: str, sandbox: str) -> Toy:
     toy = make_toy(tmp_path / "toy", TASKS, SPLIT, backend=f'kind = "replay"\nsandbox = "{sandbox}"\n'
                                                   '[backend.options]\npatches = "patches"')
     (toy.bench / "orphans.py").write_text(STAND_IN + ORPHANS)
-    cmd = ["sh", "-c", f"{sys.executable} bench/orphans.py {marker}; exit $?"]
+    cmd = ["sh", "-c", f"{sys.executable} bench/orphans.py {marker} wait; exit $?"]
     text = toy.config.read_text()
     old = f'cmd = [{json.dumps(sys.executable)}, "bench/eval.py"]'
     assert old in text
@@ -120,7 +107,7 @@ def test_a_task_started_by_a_shell_wrapper_dies_with_the_daemon(tmp_path, bwrap)
 
 FAKE_CLI = """#!/bin/sh
 # A coding-agent CLI whose tool leaves a detached grandchild behind, then thinks for a long time.
-{python} {orphans} {marker}
+{python} {orphans} {marker} wait
 """
 
 

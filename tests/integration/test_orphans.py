@@ -18,24 +18,10 @@ import pytest
 
 from orchestrator.core.proc import run_process, terminate_all
 from orchestrator.core.reaper import contain, namespace_prefix
-from tests.helpers import REPO
+from tests.helpers import ORPHANS, REPO
 
 WAIT_S = 10.0  # SIGKILL lands when the process next runs: on a loaded machine, not at once
 
-# Double-forks a grandchild into a session of its own with an empty environment (it carries the marker,
-# argv 1, in its command line), then exits or, given a second argument, sleeps as a task would.
-ORPHANS = r'''
-import os, sys, time
-marker = sys.argv[1]
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)", marker + "-detached"], {})
-    os._exit(0)
-os.wait()
-if len(sys.argv) > 2:
-    time.sleep(300)
-'''
 
 
 @pytest.fixture

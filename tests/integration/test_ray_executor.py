@@ -134,14 +134,20 @@ def test_a_timeout_and_a_crash_are_what_they_are_locally(tmp_path, address, benc
         assert got["crash"].error.startswith("exit 4: ") and "half a line" in got["crash"].error
 
 
-def test_a_lost_worker_is_an_infra_error_and_takes_its_task_along(tmp_path, address, bench):
+def slow_run(tmp_path, address, bench) -> tuple[RayExecutor, dict, threading.Thread, set, int]:
+    """The slow task running on Ray in a thread: the executor, the results to come, the thread, the private
+    folders there were before it, and the pid of its task process."""
     runner = bench(timeout=120)
     executor = RayExecutor.build(on_ray(runner.config, address), runner)
     got: dict = {}
     before = private_folders()
     thread = threading.Thread(target=lambda: got.update(executor.run(runner, tmp_path / "agent", ["slow"], None)))
     thread.start()
-    task = wait_for(lambda: running(str(tmp_path / "bench")))
+    return executor, got, thread, before, wait_for(lambda: running(str(tmp_path / "bench")))
+
+
+def test_a_lost_worker_is_an_infra_error_and_takes_its_task_along(tmp_path, address, bench):
+    _, got, thread, before, task = slow_run(tmp_path, address, bench)
     worker = next(pid for pid in ancestors(task) if read_cmdline(pid).startswith("ray::"))
     os.kill(worker, signal.SIGKILL)
     thread.join(timeout=60)
@@ -155,13 +161,7 @@ def test_a_lost_worker_is_an_infra_error_and_takes_its_task_along(tmp_path, addr
 def test_terminate_ends_the_runs_in_flight(tmp_path, address, bench):
     """A cancel (proc.terminate_all, which the daemon calls) ends the runs on Ray as it kills the local pool's
     processes; once the executor is closed it no longer answers a cancel."""
-    runner = bench(timeout=120)
-    executor = RayExecutor.build(on_ray(runner.config, address), runner)
-    got: dict = {}
-    before = private_folders()
-    thread = threading.Thread(target=lambda: got.update(executor.run(runner, tmp_path / "agent", ["slow"], None)))
-    thread.start()
-    wait_for(lambda: running(str(tmp_path / "bench")))
+    executor, got, thread, before, _ = slow_run(tmp_path, address, bench)
     proc.terminate_all()
     thread.join(timeout=60)
     executor.close()
