@@ -76,7 +76,9 @@ def _check_program(program: str, env: Mapping[str, str] | None, cwd: Path | None
     here = cwd or Path.cwd()
     folders = [""] if os.sep in program else os.get_exec_path(env)
     candidates = [Path(here, folder or ".", program) for folder in folders]
-    if any(c.is_file() and os.access(c, os.X_OK) for c in candidates):
+    found = next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
+    if found is not None:
+        _check_format(found)
         return
     code = errno.EACCES if any(c.exists() for c in candidates) else errno.ENOENT
     raise (PermissionError if code == errno.EACCES else FileNotFoundError)(code, os.strerror(code), program)
@@ -90,6 +92,18 @@ def on_terminate(end: Callable[[], None], *, remove: bool = False) -> None:
     """Have `terminate_all` call `end` too (or no longer, with `remove`)."""
     with _live_lock:
         (_terminators.discard if remove else _terminators.add)(end)
+
+
+def _check_format(path: Path) -> None:
+    """Neither a binary nor a script with `#!`: execve refuses it (ENOEXEC) and Popen raised, but setpriv's
+    execvp would hand it to /bin/sh instead."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return  # execute-only: the kernel decides
+    if not head.startswith((b"\x7fELF", b"#!")):
+        raise OSError(errno.ENOEXEC, os.strerror(errno.ENOEXEC), str(path))
 
 
 def terminate_all() -> None:

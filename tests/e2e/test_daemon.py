@@ -44,12 +44,17 @@ def beat(toy: Toy) -> dict:
 
 
 def records(toy: Toy) -> list[tuple]:
-    """What an uninterrupted run and a killed-and-restarted one must agree on."""
+    """What an uninterrupted run and a killed-and-restarted one must agree on. With more than one slot, how far
+    a rejected candidate's suite or val got before its early stop depends on which of the pool's runs landed
+    first (its score, counts and wording), so a rejection by those stages is compared by its stage alone."""
     lines = (toy.workspace / "results.tsv").read_text().splitlines()[1:]
     rows = []
     for ln in lines:
         c = ln.split("\t")
-        rows.append((c[0], c[1], c[3], c[4], c[6], c[7], c[8], c[9]))
+        if c[6] == "rejected" and c[7].startswith(("suite:", "val:")):
+            rows.append((c[0], c[6], c[7].split(":", 1)[0], c[8], c[9]))
+        else:
+            rows.append((c[0], c[1], c[3], c[4], c[6], c[7], c[8], c[9]))
     return rows
 
 

@@ -87,7 +87,10 @@ def wrapper_toy(tmp_path: Path, marker: str, sandbox: str) -> Toy:
     toy = make_toy(tmp_path / "toy", TASKS, SPLIT, backend=f'kind = "replay"\nsandbox = "{sandbox}"\n'
                                                   '[backend.options]\npatches = "patches"')
     (toy.bench / "orphans.py").write_text(STAND_IN + ORPHANS)
-    cmd = ["sh", "-c", f"{sys.executable} bench/orphans.py {marker} wait; exit $?"]
+    # The system's interpreter: a sandboxed run shows the installation of the program it starts (sh's), and the
+    # test's own may live under /tmp, which is private inside.
+    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    cmd = ["sh", "-c", f"{python} bench/orphans.py {marker} wait; exit $?"]
     text = toy.config.read_text()
     old = f'cmd = [{json.dumps(sys.executable)}, "bench/eval.py"]'
     assert old in text
