@@ -52,7 +52,7 @@ def records(toy: Toy) -> list[tuple]:
     for ln in lines:
         c = ln.split("\t")
         if c[6] == "rejected" and c[7].startswith(("suite:", "val:")):
-            rows.append((c[0], c[6], c[7].split(":", 1)[0], c[8], c[9]))
+            rows.append((c[0], "", "", "", c[6], c[7].split(":", 1)[0], c[8], c[9]))
         else:
             rows.append((c[0], c[1], c[3], c[4], c[6], c[7], c[8], c[9]))
     return rows
