@@ -213,9 +213,7 @@ class Driver:
             cap = self.cfg.backend.max_cost_usd
         else:
             return None, ""
-        recorded = {r.n for r in ctx.store.iterations()} | ctx.flights.numbers()
-        n = next(i for i in range(1, len(recorded) + 2) if i not in recorded)  # a hole a crash left first
-        return ctx.flights.take(n, cap), ""
+        return ctx.flights.take(ctx.store.free_iteration(ctx.flights.numbers()), cap), ""  # a crash's holes first
 
     def final_test(self) -> Outcome | None:
         return pipeline.score_test(self.ctx)
